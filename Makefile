@@ -1,0 +1,44 @@
+# dlcourse: two commands for users (`make lab`, `make test`), each doing its own set-up on a fresh machine.
+# Set-up: create .venv if missing, install the package with the tested versions in constraints.txt,
+# register the "dlcourse" Jupyter kernel inside the venv.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.dlcourse-installed
+JOBS   ?= 2
+
+.PHONY: setup lab test test-unit test-notebooks notebooks assignments clean-venv help
+
+help:
+	@echo "make lab        open JupyterLab on the course map (sets up .venv on first use)"
+	@echo "make test       run the whole test suite (unit tests, notebooks, pairing, assignments)"
+	@echo "make notebooks  re-execute lectures/ and solutions/ and refresh their reference outputs"
+	@echo "make assignments regenerate assignments/ from solutions/"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name dlcourse --display-name "Python (dlcourse)" > /dev/null
+	$(PY) -m dlcourse.notebooks lab-settings
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/dlcourse lab
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) --dist loadfile tests lectures solutions --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+notebooks: $(STAMP)
+	$(PY) -m dlcourse.notebooks execute lectures solutions
+
+assignments: $(STAMP)
+	$(VENV)/bin/dlcourse assign
+
+clean-venv:
+	rm -rf $(VENV)

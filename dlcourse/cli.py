@@ -1,0 +1,246 @@
+"""The ``dlcourse`` command.
+
+    dlcourse doctor        versions, device, data and checkpoint folders, and what is missing
+    dlcourse lab           JupyterLab on the course map
+
+Families and the grader add their own subcommands (``train``, ``sample``, ``assign``, ``grade``...) through a
+``register(subparsers)`` function in the modules listed in `_COMMAND_MODULES`. Errors the user can fix
+(`DlcourseError`) print one line ``error: ...`` and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import DlcourseError
+
+# Modules that add subcommands with register(subparsers); each imports torch-heavy code lazily.
+_COMMAND_MODULES: list[str] = []
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _versions() -> list[tuple[str, str]]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    rows = [("python", platform.python_version())]
+    for name in ["dlcourse", "torch", "torchvision", "numpy", "scipy", "matplotlib", "ipywidgets", "jupyterlab",
+                 "jupytext", "nbval", "safetensors", "scikit-learn", "tqdm"]:
+        try:
+            rows.append((name, version(name)))
+        except PackageNotFoundError:
+            rows.append((name, "MISSING"))
+    return rows
+
+
+def _dataset_files(root: Path) -> dict[str, Path]:
+    """Where torchvision (and our text code) keep each dataset under the data root; one file stands for each."""
+    return {
+        "mnist": root / "MNIST" / "raw" / "train-images-idx3-ubyte",
+        "fashion-mnist": root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte",
+        "cifar10": root / "cifar-10-batches-py" / "data_batch_1",
+        "text8": root / "text8" / "text8",
+    }
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import SHIPPED_DIR, read_manifest, sha256_file
+    from .data.paths import data_root
+    from .utils import get_device
+
+    rows: list[tuple[str, str, str]] = []
+    missing: list[str] = []
+    for name, ver in _versions():
+        rows.append(("version", name, ver))
+        if ver == "MISSING":
+            missing.append(f"package {name} (run `make setup` or `pip install -c constraints.txt -e .`)")
+    try:
+        device = str(get_device())
+    except DlcourseError as exc:
+        device = f"ERROR: {exc}"
+        missing.append(str(exc))
+    rows.append(("device", "chosen", device + (f" (DLCOURSE_DEVICE={os.environ['DLCOURSE_DEVICE']})" if os.environ.get("DLCOURSE_DEVICE") else "")))
+    rows.append(("device", "cuda", f"{torch.cuda.device_count()} GPU(s): {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "not available"))
+    mps = getattr(torch.backends, "mps", None)
+    rows.append(("device", "mps", "available" if mps is not None and mps.is_available() else "not available"))
+    rows.append(("device", "cpu threads", str(torch.get_num_threads())))
+
+    root = data_root()
+    rows.append(("data", "root", f"{root} ({'exists' if root.is_dir() else 'not created yet'}; set DLCOURSE_DATA to move it)"))
+    rows.append(("data", "digits", "ok (ships with scikit-learn)"))
+    for name, path in _dataset_files(root).items():
+        ok = path.exists()
+        rows.append(("data", name, "ok" if ok else f"missing ({path.parent})"))
+        if not ok:
+            missing.append(f"dataset {name}: downloaded on first use, or see README 'Data' to place it by hand in {path.parent}")
+
+    entries = read_manifest()
+    rows.append(("checkpoints", "folder", str(SHIPPED_DIR)))
+    if not entries:
+        rows.append(("checkpoints", "shipped", "none yet"))
+    for name, entry in entries.items():
+        path = SHIPPED_DIR / entry["file"]
+        if not path.exists():
+            status = "MISSING FILE"
+        elif sha256_file(path) != entry["sha256"]:
+            status = "SHA256 MISMATCH"
+        else:
+            status = f"ok ({entry['size'] / 1e6:.2f} MB)"
+        if not status.startswith("ok"):
+            missing.append(f"checkpoint {name}: {status.lower()}; rebuild with: {entry['command']}")
+        rows.append(("checkpoints", name, status))
+
+    kernels = _kernels()
+    rows.append(("jupyter", "kernel dlcourse", "registered" if "dlcourse" in kernels else "not registered"))
+    if "dlcourse" not in kernels:
+        missing.append("Jupyter kernel 'dlcourse' (run `make setup`)")
+    rows.append(("jupyter", "course map", str(REPO_ROOT / "course" / "README.md") if (REPO_ROOT / "course").is_dir() else "not found (installed without the course files)"))
+
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    for section, key, value in rows:
+        print(f"{section:<{width[0]}}  {key:<{width[1]}}  {value}")
+    print()
+    if missing:
+        print("missing:")
+        for item in missing:
+            print(f"  - {item}")
+    else:
+        print("nothing missing")
+    return 0
+
+
+def _kernels() -> set[str]:
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return set(KernelSpecManager().find_kernel_specs())
+    except Exception:
+        return set()
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    course = REPO_ROOT / "course" / "README.md"
+    if not course.exists():
+        raise DlcourseError(f"course files not found next to the package ({REPO_ROOT}); run `make lab` from a clone of the course")
+    jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or shutil.which("jupyter")
+    if jupyter is None:
+        raise DlcourseError("jupyter is not installed in this environment; run `make setup`")
+    cmd = [jupyter, "lab", f"--ServerApp.root_dir={REPO_ROOT}", "course/README.md"]
+    if args.port:
+        cmd.append(f"--port={args.port}")
+    if args.no_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses without this
+    cmd += args.extra
+    return subprocess.call(cmd, cwd=REPO_ROOT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dlcourse", description="dlcourse: the course's command line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("doctor", help="versions, device, data and checkpoint folders, and what is missing")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("lab", help="start JupyterLab on the course map (other options go to `jupyter lab`)")
+    p.add_argument("--port", type=int, default=None, help="port to serve on (default: Jupyter's choice)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    p.set_defaults(func=cmd_lab, passthrough=True)
+
+    _add_family_commands(sub)
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def _add_family_commands(sub) -> None:
+    """``dlcourse train FAMILY`` and ``dlcourse sample FAMILY`` for every registered family."""
+    from .registry import families
+
+    fams = families()
+    if not fams:
+        return
+    train = sub.add_parser("train", help="train a model: " + ", ".join(fams))
+    train_sub = train.add_subparsers(dest="family", metavar="FAMILY")
+    train_sub.required = True
+    for fam in fams.values():
+        p = train_sub.add_parser(fam.name, help=fam.help)
+        p.add_argument("--preset", default=fam.presets.names()[0],
+                       help=f"named configuration: {', '.join(fam.presets.names())} (default: %(default)s)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set train.steps=500 (repeatable)")
+        p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/FAMILY-PRESET)")
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: $DLCOURSE_DEVICE or best)")
+        p.add_argument("--export", type=Path, default=None, help="also write the EMA weights as .safetensors here")
+        p.add_argument("--force", action="store_true", help="allow --export to overwrite an existing file")
+        p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+        if fam.add_train_args:
+            fam.add_train_args(p)
+        p.set_defaults(func=_cmd_train, fam=fam)
+    sampleable = [f for f in fams.values() if f.sample is not None]
+    if sampleable:
+        sample = sub.add_parser("sample", help="sample from a trained model: " + ", ".join(f.name for f in sampleable))
+        sample_sub = sample.add_subparsers(dest="family", metavar="FAMILY")
+        sample_sub.required = True
+        for fam in sampleable:
+            p = sample_sub.add_parser(fam.name, help=f"sample from a {fam.name} model")
+            p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
+            fam.add_sample_args(p)
+            p.set_defaults(func=lambda a: a.fam.sample(a), fam=fam)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from .config import apply_overrides, config_to_dict
+    from .registry import RunOptions
+    from .utils import get_device
+
+    fam = args.fam
+    cfg = fam.presets.get(args.preset)
+    if fam.apply_train_args:
+        cfg = fam.apply_train_args(cfg, args)
+    cfg = apply_overrides(cfg, args.overrides)
+    if args.print_config:
+        print(json.dumps(config_to_dict(cfg), indent=2))
+        return 0
+    if args.export is not None and args.export.exists() and not args.force:
+        raise DlcourseError(f"{args.export} exists; refusing to overwrite it (pass --force or choose another --export)")
+    run = RunOptions(out_dir=args.out or Path("runs") / f"{fam.name}-{args.preset}", resume=args.resume,
+                     device=get_device(args.device), export=args.export, force=args.force,
+                     command="dlcourse " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    fam.train(cfg, run)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra  # `dlcourse lab` passes unknown options on to `jupyter lab`
+    try:
+        return int(args.func(args) or 0)
+    except DlcourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Typed configs, named presets and ``key=value`` overrides.
+
+A model family defines one dataclass for its whole run (network, data, training), with a docstring per field
+(as ``#:`` comments), and a `Presets` table of plain values: the same entry point trains the ``toy`` and the
+``gpu`` preset. ``dlcourse train FAMILY --preset NAME --set train.steps=500`` goes through `apply_overrides`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["TrainConfig", "Presets", "apply_overrides", "config_to_dict", "config_from_dict"]
+
+C = TypeVar("C")
+
+
+@dataclass
+class TrainConfig:
+    """Options of the shared training loop (`dlcourse.train.fit`), the same for every model."""
+
+    #: number of optimiser steps in the whole run (a resumed run continues up to this count)
+    steps: int = 1000
+    #: examples per optimiser step
+    batch_size: int = 128
+    #: peak learning rate of Adam
+    lr: float = 2e-4
+    #: linear warm-up length in steps (0: none)
+    warmup: int = 0
+    #: Adam's betas
+    betas: tuple[float, float] = (0.9, 0.999)
+    #: decoupled weight decay (AdamW); 0 gives plain Adam
+    weight_decay: float = 0.0
+    #: clip the global gradient norm to this value (None: no clipping)
+    grad_clip: float | None = 1.0
+    #: decay of the exponential moving average of the weights (None: no EMA)
+    ema_decay: float | None = 0.999
+    #: bf16 autocast for the forward pass; only takes effect on CUDA
+    bf16: bool = True
+    #: wrap the model in torch.compile
+    compile: bool = False
+    #: write a metrics line (and update the progress bar) every this many steps
+    log_every: int = 50
+    #: save a resumable checkpoint every this many steps (and always at the end)
+    ckpt_every: int = 1000
+    #: seed of the torch RNG (noise, timesteps) and of the data generator
+    seed: int = 0
+    #: show a tqdm progress bar
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
+            raise ConfigError(f"steps must be >= 0, batch_size and lr > 0 (got {self.steps}, {self.batch_size}, {self.lr})")
+        if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
+        if self.log_every <= 0 or self.ckpt_every <= 0:
+            raise ConfigError("log_every and ckpt_every must be positive")
+
+
+class Presets(Generic[C]):
+    """Named configurations of one model family: ``Presets("ncsn", toy=..., cpu=..., gpu=...)``."""
+
+    def __init__(self, family: str, **presets: C) -> None:
+        self.family = family
+        self._presets = presets
+
+    def names(self) -> list[str]:
+        return list(self._presets)
+
+    def get(self, name: str) -> C:
+        """A fresh copy of preset ``name`` (so a caller can change it); unknown names are a one-line error."""
+        if name not in self._presets:
+            raise ConfigError(f"unknown preset {name!r} for {self.family}; choose one of: {', '.join(self._presets)}")
+        return copy.deepcopy(self._presets[name])
+
+
+def config_to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def config_from_dict(cls: type[C], data: dict) -> C:
+    """Rebuild a (nested) config dataclass from `config_to_dict`'s output; unknown keys are an error."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{cls.__name__} has no field {key!r}")
+        kwargs[key] = _coerce(hints[key], value, key)
+    return cls(**kwargs)
+
+
+def apply_overrides(cfg: C, overrides: list[str] | None) -> C:
+    """Return a copy of ``cfg`` with ``["train.steps=500", "model.channels=64"]`` applied, values typed by field."""
+    cfg = copy.deepcopy(cfg)
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        path, raw = item.split("=", 1)
+        *parents, leaf = path.strip().split(".")
+        target = cfg
+        for name in parents:
+            if not dataclasses.is_dataclass(target) or not hasattr(target, name):
+                raise ConfigError(f"unknown config field {path!r}")
+            target = getattr(target, name)
+        if not dataclasses.is_dataclass(target) or leaf not in {f.name for f in dataclasses.fields(target)}:
+            raise ConfigError(f"unknown config field {path!r}")
+        hint = typing.get_type_hints(type(target))[leaf]
+        setattr(target, leaf, _coerce(hint, _parse(raw), path))
+        if hasattr(target, "__post_init__"):
+            target.__post_init__()
+    return cfg
+
+
+def _parse(raw: str) -> Any:
+    raw = raw.strip()
+    if raw.lower() in ("none", "null"):
+        return None
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    """Convert ``value`` to the field type ``hint`` (int, float, bool, str, tuples, Optional, nested dataclass)."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return config_from_dict(hint, value)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, name)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"bad value {value!r} for {name}: {'; '.join(errors)}")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} expects a list such as [1, 2], got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                raise ConfigError(f"{name} expects {len(args)} values, got {len(value)}")
+            return tuple(_coerce(a, v, name) for a, v in zip(args, value))
+        item = args[0] if args else Any
+        seq = [_coerce(item, v, name) for v in value]
+        return tuple(seq) if origin is tuple else seq
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name} expects true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ConfigError(f"{name} expects an integer, got {value!r}")
+        return int(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} expects a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        return str(value)
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{name} must be one of {', '.join(map(repr, args))}, got {value!r}")
+        return value
+    return value

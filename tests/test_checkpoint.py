@@ -1,0 +1,82 @@
+"""Checkpoints load without unpickling code, fail in one line when bad, and are never silently overwritten."""
+
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from dlcourse.checkpoint import (export_weights, load_state_into, load_training_state, load_weights,
+                                 save_training_state, sha256_file)
+from dlcourse.errors import CheckpointError
+
+
+def _state():
+    return {"model": nn.Linear(2, 3).state_dict(), "step": 5, "meta": {"kind": "ncsn"}}
+
+
+def test_training_state_round_trip(tmp_path):
+    state = _state()
+    save_training_state(tmp_path / "ckpt.pt", state)
+    back = load_training_state(tmp_path / "ckpt.pt", kind="ncsn")
+    assert back["step"] == 5 and torch.equal(back["model"]["weight"], state["model"]["weight"])
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_corrupt_training_state_is_one_line_error(tmp_path, damage):
+    path = tmp_path / "ckpt.pt"
+    save_training_state(path, _state())
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[: len(data) // 2], "garbage": b"not a checkpoint" * 10, "empty": b""}[damage])
+    with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
+        load_training_state(path)
+    assert "\n" not in str(info.value)
+
+
+def test_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": {}, "step": 0, "x": Evil()}, path)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_training_state(path)
+
+
+def test_wrong_kind_and_missing_file(tmp_path):
+    save_training_state(tmp_path / "ckpt.pt", _state())
+    with pytest.raises(CheckpointError, match="holds a 'ncsn' model, not 'sde'"):
+        load_training_state(tmp_path / "ckpt.pt", kind="sde")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_training_state(tmp_path / "nope.pt")
+
+
+def test_exported_weights_round_trip_and_no_overwrite(tmp_path):
+    model = nn.Linear(2, 3)
+    path = export_weights(tmp_path / "m.safetensors", model.state_dict(), {"kind": "ncsn", "config": {"width": 3}})
+    tensors, meta = load_weights(path, kind="ncsn")
+    assert meta["config"] == {"width": 3}
+    other = nn.Linear(2, 3)
+    load_state_into(other, tensors)
+    assert torch.equal(other.weight, model.weight)
+    digest = sha256_file(path)
+    with pytest.raises(CheckpointError, match="refusing to overwrite"):
+        export_weights(path, nn.Linear(2, 3).state_dict(), {"kind": "ncsn"})
+    assert sha256_file(path) == digest
+
+
+def test_exported_weights_errors(tmp_path):
+    path = export_weights(tmp_path / "m.safetensors", nn.Linear(2, 3).state_dict(), {"kind": "ncsn"})
+    with pytest.raises(CheckpointError, match="holds a 'ncsn' model, not 'mdlm'"):
+        load_weights(path, kind="mdlm")
+    with pytest.raises(CheckpointError, match="does not fit this model"):
+        load_state_into(nn.Linear(2, 4), load_weights(path)[0])
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_weights(path)
+    (tmp_path / "p.safetensors").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_weights(tmp_path / "p.safetensors")
