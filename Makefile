@@ -7,6 +7,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dlcourse-installed
 JOBS   ?= 2
+# notebook folders that exist (pytest with a missing path collects nothing under xdist)
+NBDIRS := $(wildcard lectures solutions)
 
 .PHONY: setup lab test test-unit test-notebooks notebooks assignments clean-venv help
 
@@ -32,7 +34,7 @@ lab: $(STAMP)
 	$(VENV)/bin/dlcourse lab
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) --dist loadfile tests lectures solutions --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(PY) -m pytest -n $(JOBS) --dist loadfile tests $(NBDIRS) --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 notebooks: $(STAMP)
 	$(PY) -m dlcourse.notebooks execute lectures solutions
