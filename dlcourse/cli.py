@@ -22,7 +22,7 @@ from pathlib import Path
 from .errors import DlcourseError
 
 # Modules that add subcommands with register(subparsers); each imports torch-heavy code lazily.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["dlcourse.grading.cli"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,7 +134,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or shutil.which("jupyter")
     if jupyter is None:
         raise DlcourseError("jupyter is not installed in this environment; run `make setup`")
-    cmd = [jupyter, "lab", f"--ServerApp.root_dir={REPO_ROOT}", "course/README.md"]
+    # default_url (not a file argument) so the printed URL, the browser and a bare "/" all land on the course map
+    cmd = [jupyter, "lab", f"--ServerApp.root_dir={REPO_ROOT}", "--LabApp.default_url=/lab/tree/course/README.md"]
     if args.port:
         cmd.append(f"--port={args.port}")
     if args.no_browser:

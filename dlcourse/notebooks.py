@@ -85,9 +85,11 @@ _LANGUAGE_INFO = {
     "pygments_lexer": "ipython3",
 }
 
-# JupyterLab settings that `make lab` relies on: Markdown files (the course map) open rendered.
+# JupyterLab settings that `make lab` relies on: Markdown files (the course map) open rendered, and no
+# "get notified about Jupyter news?" pop-up over the course map (it fetches from the web).
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Markdown Preview"}},
+    "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
 }
 
 

@@ -66,13 +66,16 @@ def test_lab_serves_the_course_map(tmp_path):
         while time.time() < deadline and proc.poll() is None:
             try:
                 base = f"http://127.0.0.1:{port}"
-                page = urllib.request.urlopen(f"{base}/lab/tree/course/README.md?token={token}", timeout=5).read().decode()
+                # a bare "/" (what a user opens from the printed URL's host) must land on the course map
+                opened = urllib.request.urlopen(f"{base}/?token={token}", timeout=5)
+                landed, page = opened.geturl(), opened.read().decode()
                 api = urllib.request.urlopen(f"{base}/api/contents/course/README.md?token={token}", timeout=5).read().decode()
                 break
             except OSError:
                 time.sleep(0.5)
         assert page is not None, proc.stdout.read().decode() if proc.poll() is not None else "server did not answer"
         assert "JupyterLab" in page
+        assert "/lab/tree/course/README.md" in landed, landed
         course_map = (REPO_ROOT / "course" / "README.md").read_text()
         assert course_map.splitlines()[0] in api.replace("\\n", "\n")
     finally:

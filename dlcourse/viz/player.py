@@ -133,6 +133,10 @@ class FramePlayer:
             raise ValueError(f"interval_ms must be positive, got {interval_ms}")
 
         self.image = widgets.Image(value=self.frames[0], format="png")
+        if self.frames[0][:8] == b"\x89PNG\r\n\x1a\n":
+            # Show frames at their own pixel size: a VBox stretches its children, which blurs a small PNG.
+            self.image.layout.width = f"{int.from_bytes(self.frames[0][16:20], 'big')}px"
+            self.image.layout.max_width = "100%"
         self.play = widgets.Play(
             value=0, min=0, max=n - 1, step=1, interval=int(interval_ms), repeat=repeat, show_repeat=False
         )
