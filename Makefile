@@ -7,6 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.dlcourse-installed
 JOBS   ?= 2
+# one torch thread per pytest worker: two workers with two threads each on two cores run 3x slower
 # notebook folders that exist (pytest with a missing path collects nothing under xdist)
 NBDIRS := $(wildcard lectures solutions)
 
@@ -34,7 +35,7 @@ lab: $(STAMP)
 	$(VENV)/bin/dlcourse lab
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) --dist loadfile tests $(NBDIRS) --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile tests $(NBDIRS) --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 notebooks: $(STAMP)
 	$(PY) -m dlcourse.notebooks execute lectures solutions

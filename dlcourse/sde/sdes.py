@@ -1,0 +1,243 @@
+"""Forward SDEs dx = f(x, t) dt + g(t) dw of Song et al. 2021 ("Score-based generative modeling through
+stochastic differential equations", ICLR), one method per mathematical object.
+
+Each SDE knows its drift f and diffusion g (eq. 5), the mean and std of its perturbation kernel p_0t(x(t) | x(0))
+(eqs. 29, 31, 33 of Appendix B), its prior p_T and that prior's log-density, the discretisation that gives the
+reverse-diffusion predictor (Appendix E, eq. 45-47), and, given a score function s(x, t) ≈ ∇x log p_t(x), the
+reverse-time SDE (eq. 6) and the probability-flow ODE (eq. 13).
+
+Shapes: x is (B, ...) for any trailing shape (2-D points, images, ...); t is (B,) in [0, T]. Per-sample scalars
+are broadcast over x with `dlcourse.utils.unsqueeze_as`. Everything runs on x's device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ..errors import DlcourseError
+from ..utils import unsqueeze_as
+
+__all__ = ["SDE", "VESDE", "VPSDE", "SubVPSDE", "ReverseSDE", "make_sde", "ScoreFn"]
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # s(x (B, ...), t (B,)) -> (B, ...)
+
+
+def _per_sample(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """t as a (B,) tensor on x's device and dtype."""
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    return t.expand(x.shape[0]) if t.dim() == 0 else t
+
+
+def _event_dims(x: torch.Tensor) -> list[int]:
+    return list(range(1, x.dim()))
+
+
+class SDE:
+    """dx = f(x, t) dt + g(t) dw on [0, T]; subclasses define the maths, this class builds the reverse processes.
+
+    Attributes:
+        N: number of discretisation steps of the paper's discrete models (SMLD / DDPM), used by
+           `discretize` and as the default number of sampler steps.
+        eps: the smallest time used for sampling and likelihoods (the paper stops at 1e-5 for VE and 1e-3 for VP).
+    """
+
+    T: float = 1.0
+    N: int = 1000
+    eps: float = 1e-5
+    name: str = "sde"
+
+    # ---- the forward process ----
+    def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """f(x, t), shape like x."""
+        raise NotImplementedError
+
+    def diffusion(self, t: torch.Tensor) -> torch.Tensor:
+        """g(t), shape (B,)."""
+        raise NotImplementedError
+
+    def marginal_prob(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (like x0) and std (B,) of the Gaussian perturbation kernel p_0t(x(t) | x(0) = x0)."""
+        raise NotImplementedError
+
+    def marginal_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha(t), std(t)), both (B,), with mean = alpha(t) x0: every SDE here is linear in x."""
+        ones = torch.ones(t.shape[0], 1, dtype=t.dtype, device=t.device)
+        mean, std = self.marginal_prob(ones, t)
+        return mean[:, 0], std
+
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw x(t) ~ p_0t(· | x0): returns (x_t, noise, std) with x_t = mean + std * noise."""
+        t = _per_sample(t, x0)
+        noise = torch.randn_like(x0) if noise is None else noise
+        mean, std = self.marginal_prob(x0, t)
+        return mean + unsqueeze_as(std, x0) * noise, noise, std
+
+    # ---- the prior ----
+    def prior_std(self) -> float:
+        raise NotImplementedError
+
+    def prior_sample(self, shape: tuple[int, ...], *, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """x(T) ~ p_T = N(0, prior_std² I)."""
+        return self.prior_std() * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        """log p_T(z) for each sample, shape (B,): an isotropic Gaussian log-density."""
+        d = z[0].numel()
+        s = self.prior_std()
+        return -0.5 * d * math.log(2 * math.pi * s * s) - z.pow(2).sum(_event_dims(z)) / (2 * s * s)
+
+    # ---- discretisation (reverse-diffusion predictor) ----
+    def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x(t) = x(t - dt) + f_i + G_i z: the forward step that ends at t, with dt > 0 (default T / N).
+        Default: Euler-Maruyama, f_i = f(x, t) dt and G_i = g(t) √dt (Song et al. 2021, Appendix E)."""
+        dt = self.T / self.N if dt is None else dt
+        return self.drift(x, t) * dt, self.diffusion(t) * math.sqrt(dt)
+
+    # ---- reverse time ----
+    def reverse(self, score_fn: ScoreFn) -> "ReverseSDE":
+        """The reverse-time SDE and probability-flow ODE built from ``score_fn``."""
+        return ReverseSDE(self, score_fn)
+
+
+class VESDE(SDE):
+    """Variance exploding SDE (SMLD / NCSN in continuous time; Song et al. 2021, eq. 9 and Appendix B):
+    dx = sqrt(d[σ²(t)]/dt) dw with σ(t) = σ_min (σ_max / σ_min)^t.
+
+    The exact kernel is N(x0, (σ(t)² - σ(0)²) I); like the paper we use std = σ(t), which differs by σ_min² (1e-4)."""
+
+    name = "ve"
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
+        if not 0 < sigma_min < sigma_max:
+            raise DlcourseError(f"VESDE needs 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        self.sigma_min, self.sigma_max, self.N = float(sigma_min), float(sigma_max), int(N)
+        self.eps = 1e-5
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return self.sigma_min * torch.exp(t * self._log_ratio)
+
+    def drift(self, x, t):
+        return torch.zeros_like(x)
+
+    def diffusion(self, t):
+        return self.sigma(t) * math.sqrt(2 * self._log_ratio)  # sqrt(dσ²/dt)
+
+    def marginal_prob(self, x0, t):
+        return x0, self.sigma(t)
+
+    def prior_std(self):
+        return self.sigma_max
+
+    def discretize(self, x, t, dt=None):
+        """SMLD's Markov chain x_i = x_{i-1} + sqrt(σ_i² - σ_{i-1}²) z (Song et al. 2021, eq. 45), with σ_i = σ(t)
+        and σ_{i-1} = σ(t - dt) (0 before the first level). dt = T / N gives the paper's N-level chain; any other
+        dt gives the same chain on a coarser or finer grid."""
+        dt = self.T / self.N if dt is None else dt
+        sigma = self.sigma(t)
+        prev = torch.where(t - dt > 0, self.sigma((t - dt).clamp(min=0)), torch.zeros_like(sigma))
+        return torch.zeros_like(x), torch.sqrt(sigma ** 2 - prev ** 2)
+
+
+class VPSDE(SDE):
+    """Variance preserving SDE (DDPM in continuous time; Song et al. 2021, eq. 11):
+    dx = -½ β(t) x dt + sqrt(β(t)) dw with β(t) = β_min + t (β_max - β_min).
+    Kernel (eq. 29): mean = exp(-½∫β) x0, var = 1 - exp(-∫β), ∫_0^t β = β_min t + ½ t² (β_max - β_min)."""
+
+    name = "vp"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
+        if not 0 < beta_min < beta_max:
+            raise DlcourseError(f"VPSDE needs 0 < beta_min < beta_max, got {beta_min} and {beta_max}")
+        self.beta_min, self.beta_max, self.N = float(beta_min), float(beta_max), int(N)
+        self.eps = 1e-3
+
+    def beta(self, t):
+        return self.beta_min + t * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t):
+        return self.beta_min * t + 0.5 * t ** 2 * (self.beta_max - self.beta_min)
+
+    def drift(self, x, t):
+        return -0.5 * unsqueeze_as(self.beta(t), x) * x
+
+    def diffusion(self, t):
+        return torch.sqrt(self.beta(t))
+
+    def marginal_prob(self, x0, t):
+        log_alpha = -0.5 * self.integrated_beta(t)
+        return unsqueeze_as(torch.exp(log_alpha), x0) * x0, torch.sqrt(-torch.expm1(2 * log_alpha))
+
+    def prior_std(self):
+        return 1.0
+
+    def discrete_beta(self, t: torch.Tensor, dt: float | None = None) -> torch.Tensor:
+        """β_i = β(t) dt (B,): DDPM's β_1..β_N = linspace(β_min / N, β_max / N) when dt = T / N."""
+        return self.beta(t) * (self.T / self.N if dt is None else dt)
+
+    def discretize(self, x, t, dt=None):
+        """DDPM's chain x_i = sqrt(1 - β_i) x_{i-1} + sqrt(β_i) z (Song et al. 2021, eq. 46)."""
+        beta = self.discrete_beta(t, dt)
+        return (torch.sqrt(1 - unsqueeze_as(beta, x)) - 1) * x, torch.sqrt(beta)
+
+    def corrector_alpha(self, t, dt=None):
+        """α_i = 1 - β_i of the Langevin corrector (Song et al. 2021, Algorithm 5)."""
+        return 1 - self.discrete_beta(t, dt)
+
+
+class SubVPSDE(VPSDE):
+    """sub-VP SDE (Song et al. 2021, eq. 12): same drift as VP, g(t)² = β(t) (1 - exp(-2∫β)); its kernel's
+    variance (eq. 33) (1 - exp(-∫β))² is never above the VP one, hence the name."""
+
+    name = "subvp"
+
+    def diffusion(self, t):
+        return torch.sqrt(self.beta(t) * -torch.expm1(-2 * self.integrated_beta(t)))
+
+    def marginal_prob(self, x0, t):
+        log_alpha = -0.5 * self.integrated_beta(t)
+        return unsqueeze_as(torch.exp(log_alpha), x0) * x0, -torch.expm1(2 * log_alpha)
+
+    def discretize(self, x, t, dt=None):
+        return SDE.discretize(self, x, t, dt)  # Euler-Maruyama: sub-VP has no discrete-time counterpart
+
+
+class ReverseSDE:
+    """Reverse-time processes of a forward ``sde`` given a score s(x, t) (Song et al. 2021):
+
+    - reverse SDE (eq. 6):   dx = [f(x, t) - g(t)² s(x, t)] dt + g(t) dw̄, run from T down to 0;
+    - probability-flow ODE (eq. 13): dx/dt = f(x, t) - ½ g(t)² s(x, t), with the same marginals p_t.
+    """
+
+    def __init__(self, sde: SDE, score_fn: ScoreFn):
+        self.sde, self.score_fn = sde, score_fn
+
+    def sde_drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        g = unsqueeze_as(self.sde.diffusion(t), x)
+        return self.sde.drift(x, t) - g ** 2 * self.score_fn(x, t)
+
+    def ode_drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        g = unsqueeze_as(self.sde.diffusion(t), x)
+        return self.sde.drift(x, t) - 0.5 * g ** 2 * self.score_fn(x, t)
+
+    def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reverse-diffusion step coefficients (Song et al. 2021, eq. 47): x_i = x_{i+1} - f_{i+1} + G_{i+1}² s + G_{i+1} z."""
+        f, G = self.sde.discretize(x, t, dt)
+        return f - unsqueeze_as(G, x) ** 2 * self.score_fn(x, t), G
+
+
+_SDES = {"ve": VESDE, "vp": VPSDE, "subvp": SubVPSDE}
+
+
+def make_sde(name: str, **kwargs) -> SDE:
+    """``make_sde("vp")`` with the paper's default constants, or overrides such as ``beta_max=10``."""
+    if name not in _SDES:
+        raise DlcourseError(f"unknown SDE {name!r}; choose one of: {', '.join(_SDES)}")
+    return _SDES[name](**kwargs)
