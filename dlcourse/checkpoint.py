@@ -34,6 +34,7 @@ __all__ = [
     "read_manifest",
     "shipped_path",
     "record_in_manifest",
+    "update_manifest_metrics",
 ]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -184,6 +185,18 @@ def record_in_manifest(name: str, path: str | os.PathLike, *, what: str, data: s
     text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
     atomic_write(MANIFEST, lambda tmp: Path(tmp).write_text(text))
     return entry
+
+
+def update_manifest_metrics(name: str, metrics: dict[str, Any], command: str) -> dict[str, Any]:
+    """Merge evaluation ``metrics`` (e.g. test bits/dim) into a shipped checkpoint's manifest entry, with the
+    command that measured them under ``metrics["eval_command"]``."""
+    entries = read_manifest()
+    if name not in entries:
+        raise CheckpointError(f"{name!r} is not in the manifest {MANIFEST}; --record works for shipped checkpoints only")
+    entries[name]["metrics"] = {**entries[name].get("metrics", {}), **metrics, "eval_command": command}
+    text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
+    atomic_write(MANIFEST, lambda tmp: Path(tmp).write_text(text))
+    return entries[name]
 
 
 def _check_kind(path: Path, found: str | None, expected: str | None) -> None:

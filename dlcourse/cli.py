@@ -166,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_family_commands(sub) -> None:
-    """``dlcourse train FAMILY`` and ``dlcourse sample FAMILY`` for every registered family."""
+    """``dlcourse train FAMILY`` for every registered family, ``sample`` and ``eval`` for those that define them."""
     from .registry import families
 
     fams = families()
@@ -200,6 +200,16 @@ def _add_family_commands(sub) -> None:
             p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
             fam.add_sample_args(p)
             p.set_defaults(func=lambda a: a.fam.sample(a), fam=fam)
+    evaluable = [f for f in fams.values() if f.evaluate is not None]
+    if evaluable:
+        ev = sub.add_parser("eval", help="evaluate a trained model: " + ", ".join(f.name for f in evaluable))
+        ev_sub = ev.add_subparsers(dest="family", metavar="FAMILY")
+        ev_sub.required = True
+        for fam in evaluable:
+            p = ev_sub.add_parser(fam.name, help=f"evaluate a {fam.name} model")
+            p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
+            fam.add_eval_args(p)
+            p.set_defaults(func=lambda a: a.fam.evaluate(a), fam=fam)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Model families that ``dlcourse train FAMILY`` and ``dlcourse sample FAMILY`` know.
 
 A family module (e.g. ``dlcourse.score.family``) builds a `Family` and lists its module in `FAMILY_MODULES`; the
-CLI then offers ``train`` and ``sample`` for it. No family, no subcommand: nothing is offered that does not work.
+CLI then offers ``train``, and ``sample`` and ``eval`` where the family defines them, for it. No family, no subcommand: nothing is offered that does not work.
 
 ``train(cfg, run)`` receives the preset with the user's ``--set`` overrides already applied, and a `RunOptions`
 (out folder, resume, device, export path); it builds the data and the model and calls `dlcourse.train.fit`.
@@ -20,7 +20,7 @@ from .config import Presets
 __all__ = ["Family", "RunOptions", "FAMILY_MODULES", "families"]
 
 # One entry per family module; each defines FAMILY = Family(...).
-FAMILY_MODULES: list[str] = ["dlcourse.score.family", "dlcourse.rl.family", "dlcourse.rl.family_bc", "dlcourse.rl.family_gail", "dlcourse.discrete.family", "dlcourse.discrete.family_sedd", "dlcourse.discrete.family_ar"]
+FAMILY_MODULES: list[str] = ["dlcourse.score.family", "dlcourse.sde.family", "dlcourse.rl.family", "dlcourse.rl.family_bc", "dlcourse.rl.family_gail", "dlcourse.discrete.family", "dlcourse.discrete.family_sedd", "dlcourse.discrete.family_ar"]
 
 
 @dataclass
@@ -43,6 +43,8 @@ class Family:
     apply_train_args: Callable[[Any, argparse.Namespace], Any] | None = None  #: fold those flags into the config
     add_sample_args: Callable[[argparse.ArgumentParser], None] | None = None
     sample: Callable[[argparse.Namespace], Any] | None = None    #: sample(args)
+    add_eval_args: Callable[[argparse.ArgumentParser], None] | None = None
+    evaluate: Callable[[argparse.Namespace], Any] | None = None  #: evaluate(args): ``dlcourse eval FAMILY``
 
 
 def families() -> dict[str, Family]:

@@ -84,8 +84,9 @@ def log_likelihood(sde: SDE, score_fn: ScoreFn, x: torch.Tensor, *, divergence: 
         return torch.cat([dx, div[:, None]], dim=1)  # (B, D + 1)
 
     state0 = torch.cat([x.reshape(B, D), torch.zeros(B, 1, dtype=x.dtype, device=x.device)], dim=1)
-    sol = odeint_dopri5(augmented, state0, torch.tensor([sde.eps, sde.T], dtype=x.dtype, device=x.device),
-                        rtol=rtol, atol=atol)
+    with torch.no_grad():  # the divergences switch gradients back on for their own backward passes
+        sol = odeint_dopri5(augmented, state0, torch.tensor([sde.eps, sde.T], dtype=x.dtype, device=x.device),
+                            rtol=rtol, atol=atol)
     end = sol.ys[-1]
     z = end[:, :D].reshape(shape)
     prior = sde.prior_logp(z)
