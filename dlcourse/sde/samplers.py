@@ -142,7 +142,7 @@ def pc_sample_reference(sde: SDE, score_fn: ScoreFn, x_T: torch.Tensor, noises: 
             for b in range(B):
                 a = 1.0
                 if isinstance(sde, VPSDE) and not isinstance(sde, SubVPSDE):
-                    a = 1.0 - float(sde.beta(torch.tensor(t_val, dtype=x.dtype))) * abs(dt)
+                    a = 1.0 - float(sde.discrete_beta(torch.tensor([t_val], dtype=x.dtype), abs(dt)))
                 eps = 2 * a * (snr * noise_norm / grad_norm) ** 2
                 x_mean[b] = x[b] + eps * s[b]
                 x[b] = x_mean[b] + (2 * eps) ** 0.5 * z[b]

@@ -178,8 +178,10 @@ class VPSDE(SDE):
         return 1.0
 
     def discrete_beta(self, t: torch.Tensor, dt: float | None = None) -> torch.Tensor:
-        """β_i = β(t) dt (B,): DDPM's β_1..β_N = linspace(β_min / N, β_max / N) when dt = T / N."""
-        return self.beta(t) * (self.T / self.N if dt is None else dt)
+        """β_i = 1 - exp(-∫_{t-dt}^t β(s) ds) (B,): the exact variance of the OU step that ends at t, so that any
+        number of steps stays stable (β_i < 1). For dt = T / N it equals DDPM's β(t) / N to first order."""
+        dt = self.T / self.N if dt is None else dt
+        return -torch.expm1(-(self.integrated_beta(t) - self.integrated_beta((t - dt).clamp(min=0))))
 
     def discretize(self, x, t, dt=None):
         """DDPM's chain x_i = sqrt(1 - β_i) x_{i-1} + sqrt(β_i) z (Song et al. 2021, eq. 46)."""
