@@ -1,12 +1,46 @@
 """Assignment masters: parse their nbgrader markers, check them, and make the student version.
 
-A master is a jupytext percent notebook ``solutions/aN_topic.py`` (paired with its ``.ipynb``) that marks, in
-nbgrader's own syntax, what the student writes and how it is graded:
+How to write a master (``solutions/aN_topic.py``, a jupytext percent notebook; see ``solutions/a0_sampling.py``)
+------------------------------------------------------------------------------------------------------------
+
+1. Header: the usual jupytext header (kernelspec ``dlcourse``) plus a ``dlcourse`` block::
+
+       #   dlcourse:
+       #     assignment: a1_score_matching       # = the file stem
+       #     blocked:                            # package references students re-implement: disabled in their code
+       #     - dlcourse.score.losses.dsm_loss    #   while grading (module.function or module.Class.method)
+       #     time_limit: 20                      # seconds per question (optional)
+       #     cell_time_limit: 60                 # seconds per notebook cell of the submission (optional)
+
+2. One setup cell tagged ``grading-setup`` (``# %% tags=["grading-setup"]``) with the imports the tests need
+   (``import torch``, ``from dlcourse.grading.checks import *``, reference objects). The grader runs it, taken
+   from the master, in its own trusted process.
+3. Solution cells: ``# %% nbgrader={"grade": false, "grade_id": "sample_components", "locked": false,
+   "solution": true}``. Inside a function body put the answer between ``### BEGIN SOLUTION`` and
+   ``### END SOLUTION``; the student version keeps the signature and docstring and gets
+   ``raise NotImplementedError("<function> is not implemented yet: ...")`` instead.
+4. Test cells, one per question: ``# %% nbgrader={"grade": true, "grade_id": "q1_components", "locked": true,
+   "points": 2, "solution": false}``. Public checks first; then ``### BEGIN HIDDEN TESTS`` ...
+   ``### END HIDDEN TESTS`` (removed from the student version; run by ``dlcourse grade --hidden``). A test cell
+   must be self-contained: it may use the setup cell's names and the student's functions and variables (called
+   through the grader) but no name defined by another test cell. Use `dlcourse.grading.checks` so a failure
+   says *what* is wrong. Every student function is called with picklable arguments (tensors, numbers, lists);
+   what it returns comes back as tensors / numbers / lists / dicts only.
+5. Keep other code cells cheap (the grader runs them for every submission) and free of calls to the blocked
+   references (they fail while grading). A question's time limit covers its whole test cell, the test's own
+   work included; each call into the student's process costs about a millisecond.
+6. Execute with ``python -m dlcourse.notebooks execute solutions/aN.py`` (nbval runs the master with its hidden
+   tests), run ``dlcourse assign`` (writes ``assignments/aN.ipynb``), and check with
+   ``dlcourse grade solutions/aN.py --hidden`` (full marks) and ``dlcourse grade assignments/aN.ipynb`` (0, "not
+   implemented yet"). ``tests/test_grading.py`` checks both for every master in solutions/.
+
+Reference
+---------
 
 - **solution cells**: cell metadata ``nbgrader={"solution": true, "grade": false, "grade_id": ..., ...}``; inside,
   the code between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` is the answer. In the student version it
   becomes ``raise NotImplementedError("...")`` at the same indentation, naming the enclosing function, so the
-  signature and docstring stay.
+  signature and docstring stay. In a markdown cell the region becomes "YOUR ANSWER HERE".
 - **test cells**: ``nbgrader={"grade": true, "grade_id": "q1_...", "points": 2, "locked": true, ...}``. One test
   cell is one question. The part between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS`` is removed from
   the student version and runs only when an instructor grades with ``--hidden``.
@@ -15,7 +49,9 @@ nbgrader's own syntax, what the student writes and how it is graded:
   variables (looked up in the student's notebook), and nothing else from the notebook.
 - **notebook metadata** (the jupytext header): ``dlcourse: {assignment: aN_topic, time_limit: 20,
   cell_time_limit: 60, blocked: [dotted.path.of.a.reference, ...]}``. ``blocked`` lists the package functions a
-  student is asked to re-implement; they are disabled while the student's code is graded.
+  student is asked to re-implement; they are disabled while the student's code is graded (for the whole
+  submission, not only during one question). A test cell may also list ``"blocks": [...]`` in its nbgrader
+  metadata; those are added to the notebook's list.
 """
 
 from __future__ import annotations
@@ -282,6 +318,12 @@ def parse_assignment(nb: Any, path: str | Path, name: str | None = None) -> Assi
     blocked = meta.get("blocked", []) or []
     if not isinstance(blocked, list) or not all(isinstance(b, str) and "." in b for b in blocked):
         raise MasterError(f"{path}: metadata dlcourse.blocked must be a list of dotted names, got {blocked!r}")
+    blocked = list(blocked)
+    for i, cell in enumerate(nb.cells):
+        extra = _nbgrader(cell).get("blocks", []) or []
+        if not isinstance(extra, list) or not all(isinstance(b, str) and "." in b for b in extra):
+            raise MasterError(f"{path.name}: cell {i}: nbgrader 'blocks' must be a list of dotted names, got {extra!r}")
+        blocked += [b for b in extra if b not in blocked]
     kind = "master" if (any_solution or any_hidden) else "student"
     return Assignment(
         name=str(name), path=path, kind=kind, nb=nb, questions=questions, setup_sources=setup, blocked=list(blocked),
@@ -309,10 +351,10 @@ def student_version(assignment: Assignment) -> Any:
     for i, cell in enumerate(src_nb.cells):
         where = f"{assignment.path.name}: cell {i}"
         meta = copy.deepcopy(dict(cell.get("metadata", {})))
-        for key in ("execution", "collapsed", "scrolled", "jupyter"):
+        for key in ("execution", "collapsed", "scrolled", "jupyter", "lines_to_next_cell"):
             meta.pop(key, None)
         nbg = meta.get("nbgrader", {})
-        if isinstance(nbg, dict) and nbg.get("locked"):
+        if (isinstance(nbg, dict) and nbg.get("locked")) or SETUP_TAG in meta.get("tags", []):
             meta["editable"] = False
             meta["deletable"] = False
         source = cell.source

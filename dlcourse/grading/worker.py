@@ -1,6 +1,6 @@
 """The untrusted side of grading: a process that runs a submission's cells and calls its functions.
 
-The grader (`dlcourse.grading.grader`, the *parent*) never runs student code itself. It starts this worker, sends
+The grader (`dlcourse.grading.grader.Grader`, the *parent*) never runs student code itself. It starts this worker, sends
 it the submission's code cells one at a time, and, while the tests run in the parent, asks it to call the
 student's functions with the tests' arguments. The worker answers over a dedicated pipe with values encoded by
 `dlcourse.grading.protocol.pack` (no pickle), so nothing the student writes can reach the tests, the checks,
@@ -18,7 +18,7 @@ Before any student code runs, the worker hardens itself (it cannot undo this aft
   re-importing the modules this list relies on. The hook keeps its state in immutable default arguments and
   uses no globals, so student code cannot reconfigure it;
 - resource limits: file size, CPU time, address space; stdout and stderr (Python's and the file descriptors) go
-  to a sink that only counts bytes, so printing megabytes costs nothing;
+  to a sink that counts characters and keeps only the first few thousand, so printing megabytes costs nothing;
 - ``sys.exit`` in a cell is an ordinary exception; ``os._exit`` or a crash ends the worker, which the parent
   notices and restarts.
 
@@ -33,7 +33,7 @@ from __future__ import annotations
 import os
 import sys
 
-__all__ = ["ReferenceBlocked", "student_name", "serve", "main"]
+__all__ = ["ReferenceBlocked", "student_name", "tensor_from_bytes", "serve", "main"]
 
 _STATE: dict = {}
 
@@ -87,6 +87,18 @@ def student_name(name: str):
     if ns is None or name not in ns:
         raise NameError(f"name {name!r} is not defined in your notebook")
     return ns[name]
+
+
+def tensor_from_bytes(raw: bytes, dtype: str, shape: tuple, requires_grad: bool):
+    """A tensor the parent sent as raw bytes (its fast pickling path for test arguments)."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    if not raw:
+        t = torch.empty(shape, dtype=dt)
+    else:
+        t = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(dt).reshape(shape)
+    return t.requires_grad_(requires_grad) if requires_grad else t
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -332,17 +344,35 @@ def _build_hook(tmp: str, deny_all: tuple, deny_read: tuple, blocked_files: froz
 
 
 class _Sink:
-    """stdout/stderr replacement: counts bytes, keeps nothing."""
+    """stdout/stderr replacement: counts characters, keeps the first ``HEAD`` of them (per cell or call)."""
 
     encoding = "utf-8"
     errors = "replace"
 
+    HEAD = 4000
+
     def __init__(self):
         self.count = 0
+        self.parts: list[str] = []
+        self.kept = 0
+
+    def reset(self) -> None:
+        self.count = 0
+        self.parts = []
+        self.kept = 0
+
+    def head(self) -> str:
+        return "".join(self.parts)
 
     def write(self, s) -> int:
+        if not isinstance(s, str):
+            s = str(s)
         n = len(s)
         self.count += n
+        if self.kept < self.HEAD:
+            piece = s[: self.HEAD - self.kept]
+            self.parts.append(piece)
+            self.kept += len(piece)
         return n
 
     def writelines(self, lines) -> None:
@@ -525,7 +555,7 @@ def serve(rfd: int, wfd: int) -> None:
         if op == "exit":
             return
         if op == "cell":
-            sink.count = 0
+            sink.reset()
             cell_of_count[shell.execution_count] = msg["index"]
             err = None
             try:
@@ -536,7 +566,8 @@ def serve(rfd: int, wfd: int) -> None:
             except BaseException as exc:  # noqa: BLE001
                 err = _error_record(exc, cell_of_count)
             sys.stdout = sys.stderr = sink
-            reply(type="cell", index=msg["index"], ok=err is None, error=err, output_bytes=sink.count)
+            reply(type="cell", index=msg["index"], ok=err is None, error=err, output_bytes=sink.count,
+                  output=sink.head())
         elif op == "lookup":
             name = msg["name"]
             ns = shell.user_ns
@@ -552,7 +583,7 @@ def serve(rfd: int, wfd: int) -> None:
             except BaseException as exc:  # noqa: BLE001
                 reply(type="error", error=_error_record(exc, cell_of_count))
         elif op == "call":
-            sink.count = 0
+            sink.reset()
             try:
                 fn = student_name(msg["name"])
                 value = fn(*msg.get("args", ()), **msg.get("kwargs", {}))
@@ -562,7 +593,7 @@ def serve(rfd: int, wfd: int) -> None:
                 continue
             sys.stdout = sys.stderr = sink
             try:
-                reply(type="result", value=value)
+                reply(type="result", value=value, output_bytes=sink.count, output=sink.head())
             except BaseException as exc:  # noqa: BLE001
                 reply(type="error", error={"type": type(exc).__name__, "message": f"the result could not be sent "
                                            f"back: {exc}"[:500], "where": "", "not_implemented": False, "blocked": None})
