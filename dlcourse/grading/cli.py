@@ -142,17 +142,19 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def hidden_texts(solutions: Path = REPO_ROOT / "solutions") -> list[str]:
-    """Lines of hidden tests (stripped, not blank) that appear nowhere else in their master: none of them may
-    occur in a student bundle."""
+    """Lines of hidden tests (stripped, not blank) that appear in no master's public part: none of them may occur
+    in a student bundle. (A line such as a seeded generator can be hidden in one assignment and public in another;
+    it is no secret then.)"""
     from .markers import hidden_regions, load_assignment, strip_hidden
 
-    lines: list[str] = []
-    for master in _masters(solutions):
-        a = load_assignment(master)
-        public = set()
+    assignments = [load_assignment(master) for master in _masters(solutions)]
+    public: set[str] = set()
+    for a in assignments:
         for cell in a.nb.cells:
             src = strip_hidden(cell.source) if cell.cell_type == "code" else cell.source
             public.update(line.strip() for line in src.splitlines())
+    lines: list[str] = []
+    for a in assignments:
         for cell in a.nb.cells:
             if cell.cell_type != "code":
                 continue
