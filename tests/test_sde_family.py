@@ -63,3 +63,18 @@ def test_bad_input_gives_one_line(tmp_path, args, msg):
     r = run(*args, cwd=tmp_path)
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_shipped_toy_model_likelihood_and_weights():
+    # The shipped VP model of 0.8 N((5,5), I) + 0.2 N((-5,-5), I): its probability-flow NLL on 300 fresh points is
+    # within 0.05 nats of the true NLL (measured gap 0.004 on 1000 points; the 300-point Monte Carlo noise cancels
+    # because both are averaged over the same points), and PC sampling recovers the 0.8 weight (n = 2000:
+    # 5 SE = 0.045).
+    from dlcourse.sde.family import evaluate_bpd, sample_sde
+
+    model, cfg = load_sde_model("sde_toy")
+    metrics = evaluate_bpd(model, cfg, n=300, seed=1)
+    assert abs(metrics["nll_nats"] - metrics["true_nll_nats"]) < 0.05, metrics
+    res = sample_sde(model, cfg, 2000, sampler="pc", steps=200, generator=torch.Generator().manual_seed(0))
+    weight = float((res.x.sum(1) > 0).float().mean())
+    assert abs(weight - 0.8) < 0.045, weight
