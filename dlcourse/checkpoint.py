@@ -35,6 +35,7 @@ __all__ = [
     "shipped_path",
     "record_in_manifest",
     "update_manifest_metrics",
+    "load_model_weights",
 ]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -185,6 +186,26 @@ def record_in_manifest(name: str, path: str | os.PathLike, *, what: str, data: s
     text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
     atomic_write(MANIFEST, lambda tmp: Path(tmp).write_text(text))
     return entry
+
+
+def load_model_weights(name_or_path: str | os.PathLike, kind: str | None = None
+                       ) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
+    """The weights and metadata of a trained model, from any of the places a user may point at:
+    a shipped name (``"ncsn_digits"``), an exported ``.safetensors`` file, a run folder, or its ``ckpt.pt`` (whose
+    EMA weights are used). Returns ``(state_dict, meta, path)``; ``meta["config"]`` rebuilds the model."""
+    path = Path(name_or_path)
+    if not path.exists():
+        if path.suffix or len(path.parts) > 1:
+            raise CheckpointError(f"no checkpoint at {path}")
+        path = shipped_path(str(name_or_path))
+    if path.is_dir():
+        path = path / "ckpt.pt"
+    if path.suffix == ".safetensors":
+        state, meta = load_weights(path, kind=kind)
+    else:
+        ckpt = load_training_state(path, kind=kind)
+        state, meta = ckpt["ema"], ckpt.get("meta", {})
+    return state, meta, path
 
 
 def update_manifest_metrics(name: str, metrics: dict[str, Any], command: str) -> dict[str, Any]:

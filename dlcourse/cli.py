@@ -190,26 +190,19 @@ def _add_family_commands(sub) -> None:
         if fam.add_train_args:
             fam.add_train_args(p)
         p.set_defaults(func=_cmd_train, fam=fam)
-    sampleable = [f for f in fams.values() if f.sample is not None]
-    if sampleable:
-        sample = sub.add_parser("sample", help="sample from a trained model: " + ", ".join(f.name for f in sampleable))
-        sample_sub = sample.add_subparsers(dest="family", metavar="FAMILY")
-        sample_sub.required = True
-        for fam in sampleable:
-            p = sample_sub.add_parser(fam.name, help=f"sample from a {fam.name} model")
-            p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
-            fam.add_sample_args(p)
-            p.set_defaults(func=lambda a: a.fam.sample(a), fam=fam)
-    evaluable = [f for f in fams.values() if f.evaluate is not None]
-    if evaluable:
-        ev = sub.add_parser("eval", help="evaluate a trained model: " + ", ".join(f.name for f in evaluable))
-        ev_sub = ev.add_subparsers(dest="family", metavar="FAMILY")
-        ev_sub.required = True
-        for fam in evaluable:
-            p = ev_sub.add_parser(fam.name, help=f"evaluate a {fam.name} model")
-            p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
-            fam.add_eval_args(p)
-            p.set_defaults(func=lambda a: a.fam.evaluate(a), fam=fam)
+    for command, what, hook, add_args in [("sample", "sample from", "sample", "add_sample_args"),
+                                          ("eval", "evaluate", "evaluate", "add_eval_args")]:
+        having = [f for f in fams.values() if getattr(f, hook) is not None]
+        if not having:
+            continue
+        p = sub.add_parser(command, help=f"{what} a trained model: " + ", ".join(f.name for f in having))
+        family_sub = p.add_subparsers(dest="family", metavar="FAMILY")
+        family_sub.required = True
+        for fam in having:
+            fp = family_sub.add_parser(fam.name, help=f"{what} a {fam.name} model")
+            fp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
+            getattr(fam, add_args)(fp)
+            fp.set_defaults(func=lambda a, hook=hook: getattr(a.fam, hook)(a), fam=fam)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import Presets, TrainConfig, config_from_dict, config_to_dict
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..utils import unsqueeze_as
 from .likelihood import image_bits_per_dim, log_likelihood
 from .losses import sde_score_loss
@@ -210,20 +210,9 @@ def _record_if_shipped(path: Path, cfg: SDEConfig, metrics: dict, command: str) 
 def load_sde_model(name_or_path: str | Path, device: torch.device | str | None = None) -> tuple[ScoreModel, SDEConfig]:
     """A trained score SDE model (eval mode) and its config, from a shipped name, a .safetensors export, a run
     folder or its ckpt.pt (EMA weights)."""
-    from ..checkpoint import load_state_into, load_training_state, load_weights, shipped_path
+    from ..checkpoint import load_model_weights, load_state_into
 
-    path = Path(name_or_path)
-    if not path.exists():
-        if path.suffix or len(path.parts) > 1:
-            raise CheckpointError(f"no checkpoint at {path}")
-        path = shipped_path(str(name_or_path))
-    if path.is_dir():
-        path = path / "ckpt.pt"
-    if path.suffix == ".safetensors":
-        state, meta = load_weights(path, kind=KIND)
-    else:
-        ckpt = load_training_state(path, kind=KIND)
-        state, meta = ckpt["ema"], ckpt.get("meta", {})
+    state, meta, path = load_model_weights(name_or_path, kind=KIND)
     cfg = config_from_dict(SDEConfig, meta["config"])
     model = build_model(cfg)
     load_state_into(model, state, source=str(path))
