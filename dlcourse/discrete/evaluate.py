@@ -21,6 +21,16 @@ from .schedules import Schedule
 __all__ = ["diffusion_bpc", "ar_bpc", "generative_perplexity", "tokens_per_second", "as_batches"]
 
 
+def _device_of(model, device) -> torch.device:
+    """``device`` if given, else the model's; puts an `nn.Module` in eval mode (a plain callable, e.g. the exact
+    models of `dlcourse.discrete.markov`, runs on the CPU)."""
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+        if device is None:
+            device = next(model.parameters()).device
+    return torch.device(device if device is not None else "cpu")
+
+
 def as_batches(data: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:
     """Windows (M, L) in batches, or an iterable of batches (e.g. `dlcourse.data.text.iter_chunks`) as is."""
     if isinstance(data, torch.Tensor):
@@ -38,8 +48,7 @@ def diffusion_bpc(model, kind: str, data, schedule: Schedule, graph: Graph, batc
     Returns {"bpc": bound, "stderr": its Monte Carlo standard error, "prior_bpc": the prior term's share}.
     """
     estimate = {"mdlm": mdlm_nelbo_estimate, "sedd": sedd_nelbo_estimate}[kind]
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
+    device = _device_of(model, device)
     per_seq, prior, length = [], [], None
     for x0 in as_batches(data, batch_size):
         x0 = x0.to(device)
@@ -61,8 +70,7 @@ def diffusion_bpc(model, kind: str, data, schedule: Schedule, graph: Graph, batc
 @torch.no_grad()
 def ar_bpc(model, data, bos_id: int, batch_size: int = 64, device: torch.device | str | None = None) -> float:
     """Exact bits per character -log₂ p_θ(x) / L of the autoregressive model, averaged over windows."""
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.eval()
+    device = _device_of(model, device)
     total, count = 0.0, 0
     for x in as_batches(data, batch_size):
         lp = ar_log_probs(model, x.to(device), bos_id)  # (B, L)

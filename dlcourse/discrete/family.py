@@ -26,8 +26,8 @@ from .markov import MarkovChain
 from .schedules import Schedule, make_schedule
 
 __all__ = ["ModelConfig", "NoiseConfig", "SamplerConfig", "TextConfig", "KINDS", "build_model", "build_noise",
-           "make_loss", "make_sampler", "eval_windows", "evaluate_bpc", "train", "load_text_model", "generate",
-           "PRESETS", "FAMILY"]
+           "make_loss", "make_sampler", "load_text_split", "eval_windows", "evaluate_bpc", "train",
+           "load_text_model", "generate", "PRESETS", "FAMILY"]
 
 KINDS = ("mdlm", "sedd", "ar")
 
@@ -96,6 +96,9 @@ class TextConfig:
     markov_concentration: float = 0.3
     #: markov: seed of the chain itself
     markov_seed: int = 0
+    #: a local text file: shuffle chunks of this many characters (seed 0) before the 90/5/5 split, so held-out text
+    #: comes from the whole file, not its last pages (0: the contiguous split; text8 always uses its standard split)
+    shuffle_chunk: int = 0
     #: characters per training window
     seq_len: int = 32
     #: windows of held-out data for the bits-per-character evaluation after training (0: skip)
@@ -122,6 +125,8 @@ class TextConfig:
             raise ConfigError(f"sampler.method must be tweedie or euler, got {self.sampler.method!r}")
         if self.seq_len < 2:
             raise ConfigError(f"seq_len must be at least 2, got {self.seq_len}")
+        if self.shuffle_chunk < 0:
+            raise ConfigError(f"shuffle_chunk must be >= 0, got {self.shuffle_chunk}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -140,13 +145,14 @@ def _toy(kind: str, graph: str = "absorbing") -> TextConfig:
 
 
 def _cpu(kind: str, graph: str = "absorbing") -> TextConfig:
-    # The shipped checkpoints: ~1M parameters (< 5 MB) over 64-character windows of a text8-style corpus.
-    return TextConfig(kind=kind, data="text8", seq_len=64, eval_windows=256,
-                      model=ModelConfig(dim=128, n_layers=4, n_heads=4, time_conditioning=kind == "sedd", cond_dim=64),
+    # The shipped checkpoints: ~0.6M parameters (~2.5 MB) over 64-character windows of a text8-style corpus,
+    # 1500 steps of 32 windows: about ten minutes on one (shared) CPU thread.
+    return TextConfig(kind=kind, data="text8", seq_len=64, eval_windows=512, eval_times=8, shuffle_chunk=10_000,
+                      model=ModelConfig(dim=128, n_layers=3, n_heads=4, time_conditioning=kind == "sedd", cond_dim=64),
                       noise=NoiseConfig(graph=graph, schedule="loglinear" if graph == "absorbing" else "geometric"),
                       sampler=SamplerConfig(steps=64),
-                      train=TrainConfig(steps=20000, batch_size=64, lr=1e-3, warmup=500, ema_decay=0.999,
-                                        log_every=100, ckpt_every=1000))
+                      train=TrainConfig(steps=1500, batch_size=32, lr=2e-3, warmup=100, ema_decay=0.995,
+                                        log_every=50, ckpt_every=500))
 
 
 def _text8(kind: str, graph: str = "absorbing") -> TextConfig:
@@ -207,19 +213,63 @@ def make_sampler(cfg: TextConfig):
     if cfg.data == "markov":
         chain = markov_chain(cfg)
         return lambda generator: chain.sample(cfg.train.batch_size, cfg.seq_len, generator)
-    from ..data.text import ChunkSampler, load_split
+    from ..data.text import ChunkSampler
 
-    return ChunkSampler(load_split(cfg.data, "train"), cfg.seq_len, cfg.train.batch_size)
+    return ChunkSampler(load_text_split(cfg, "train"), cfg.seq_len, cfg.train.batch_size)
+
+
+def _decompressed(path: Path) -> Path:
+    """A ``.gz`` text file unpacked once into ``data_root()/sources/`` (atomically); other paths as they are."""
+    import gzip
+    import os
+    import shutil
+    import tempfile
+
+    from ..data.paths import data_root
+
+    if path.suffix != ".gz":
+        return path
+    folder = data_root() / "sources"
+    target = folder / path.with_suffix("").name
+    if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(path, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 22)
+        os.replace(tmp, target)
+    except (OSError, EOFError) as exc:
+        raise ConfigError(f"cannot decompress {path}: {exc}") from exc
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
+
+
+def load_text_split(cfg: TextConfig, split: str):
+    """The token ids (uint8 memmap) of ``split`` of ``cfg.data`` ("text8" or a text file, possibly ``.gz``),
+    prepared by `dlcourse.data.text.prepare_corpus` (normalised like text8 if needed; see ``shuffle_chunk``)."""
+    from ..data.text import load_split
+
+    if cfg.data == "text8":
+        return load_split("text8", split)
+    source = _decompressed(Path(cfg.data).expanduser())
+    return load_split(source, split, shuffle_chunk=cfg.shuffle_chunk or None)
 
 
 def eval_windows(cfg: TextConfig, n: int | None = None, split: str = "valid") -> torch.Tensor:
-    """Held-out windows (n, L): fresh chain samples (seed 12345) or the first n windows of ``split``."""
+    """Held-out windows (n, L): fresh chain samples (seed 12345), or n windows spread evenly over ``split`` (so a
+    shuffled corpus is sampled across all its chunks, not just the first)."""
     n = cfg.eval_windows if n is None else n
     if cfg.data == "markov":
         return markov_chain(cfg).sample(n, cfg.seq_len, torch.Generator().manual_seed(12345))
-    from ..data.text import iter_chunks, load_split
+    import numpy as np
 
-    return next(iter_chunks(load_split(cfg.data, split), cfg.seq_len, n))
+    tokens = load_text_split(cfg, split)
+    if len(tokens) < cfg.seq_len:
+        raise ConfigError(f"the {split} split has {len(tokens)} characters, fewer than one window of {cfg.seq_len}")
+    starts = np.linspace(0, len(tokens) - cfg.seq_len, n).astype(np.int64)
+    return torch.from_numpy(np.stack([tokens[s: s + cfg.seq_len] for s in starts]).astype(np.int64))  # (n, L)
 
 
 def evaluate_bpc(model, cfg: TextConfig, data: torch.Tensor, seed: int = 0) -> dict[str, float]:
@@ -276,20 +326,9 @@ def load_text_model(name_or_path: str | Path, kind: str | None = None,
                     device: torch.device | str | None = None) -> tuple[Any, TextConfig]:
     """A trained text model in eval mode and its config, from a shipped name (``"mdlm_prose"``), an exported
     ``.safetensors`` file, a run folder or its ``ckpt.pt`` (EMA weights)."""
-    from ..checkpoint import load_state_into, load_training_state, load_weights, shipped_path
+    from ..checkpoint import load_model_weights, load_state_into
 
-    path = Path(name_or_path)
-    if not path.exists():
-        if path.suffix or len(path.parts) > 1:
-            raise CheckpointError(f"no checkpoint at {path}")
-        path = shipped_path(str(name_or_path))
-    if path.is_dir():
-        path = path / "ckpt.pt"
-    if path.suffix == ".safetensors":
-        state, meta = load_weights(path, kind=kind)
-    else:
-        ckpt = load_training_state(path, kind=kind)
-        state, meta = ckpt["ema"], ckpt.get("meta", {})
+    state, meta, path = load_model_weights(name_or_path, kind=kind)
     cfg = config_from_dict(TextConfig, meta["config"])
     model = build_model(cfg)
     load_state_into(model, state, source=str(path))
@@ -306,7 +345,11 @@ def generate(model, cfg: TextConfig, num: int, length: int | None = None, steps:
     length = length or cfg.seq_len
     steps = steps or cfg.sampler.steps
     if cfg.kind == "ar":
+        if condition is not None:
+            raise ConfigError("the autoregressive model can only continue a prefix: pass prefix=, not condition=")
         return ar_sample(model, num, length, prefix=prefix, generator=generator, record=record)
+    if prefix is not None:
+        raise ConfigError("diffusion models take fixed characters as condition=make_condition(length, prefix=...)")
     graph, schedule = build_noise(cfg)
     if cfg.kind == "mdlm":
         return mdlm_sample(model, schedule, graph, num, length, steps, condition, generator,

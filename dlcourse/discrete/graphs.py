@@ -123,7 +123,7 @@ class Absorbing(Graph):
         return w * is_mask
 
     def staggered_score(self, score, dsigma):
-        e = unsqueeze_as(dsigma, score)
+        e = unsqueeze_as(dsigma, score).to(score.dtype)
         tokens = score[..., : self.num_tokens]  # (B, L, N)
         mask = score[..., self.mask_id:] - torch.expm1(e) * tokens.sum(-1, keepdim=True)  # (B, L, 1)
         return torch.cat([torch.exp(e) * tokens, mask], dim=-1)
@@ -164,8 +164,11 @@ class Uniform(Graph):
         return (1.0 - F.one_hot(x_t, self.num_states).to(dtype)) / self.num_tokens
 
     def staggered_score(self, score, dsigma):
-        e = unsqueeze_as(dsigma, score)
-        return torch.exp(e) * score - torch.expm1(e) * score.sum(-1, keepdim=True) / self.num_tokens
+        # exp(-Δ Q) = e^{Δ} I - (e^{Δ} - 1) 11ᵀ/N, written as e^{Δ} (s - s̄) + s̄ (s̄ the mean): the same value
+        # without subtracting two numbers of size e^{Δ} (Δ reaches 20 at the start of the geometric schedule)
+        e = unsqueeze_as(dsigma, score).to(score.dtype)
+        mean = score.mean(-1, keepdim=True)
+        return torch.exp(e) * (score - mean) + mean
 
     def sample_transition(self, x, sigma_bar, generator=None):
         p_move = unsqueeze_as(-torch.expm1(-sigma_bar), x)

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-__all__ = ["MarkovChain", "TinyDistribution"]
+__all__ = ["MarkovChain", "TinyDistribution", "ExactDenoiser", "ExactScore", "ExactMarkovAR"]
 
 
 class MarkovChain:
@@ -134,3 +134,56 @@ class TinyDistribution:
         base = (x_t * powers).sum(-1)  # (B,)
         idx = base[:, None, None] + (torch.arange(S)[None, None, :] - x_t[:, :, None]) * powers[None, :, None]
         return pt[idx] / pt[base][:, None, None]
+
+
+class ExactDenoiser:
+    """The perfect MDLM network for a `TinyDistribution`: ``model(z, σ̄)`` returns log x_θ(z) (B, L, V) (the logits
+    of `TinyDistribution.denoiser`); like MDLM's network it ignores σ̄ (``time_conditioning = False``)."""
+
+    time_conditioning = False
+
+    def __init__(self, dist: TinyDistribution, mask_id: int) -> None:
+        self.dist, self.mask_id = dist, mask_id
+
+    def __call__(self, z: torch.Tensor, sigma_bar: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.log(self.dist.denoiser(z.cpu(), self.mask_id)).to(z.device)
+
+
+class ExactScore:
+    """The perfect SEDD network for a `TinyDistribution` under ``graph``: ``model(x_t, σ̄)`` returns N outputs per
+    position whose `dlcourse.discrete.losses.sedd_log_score` is the true log p_t(y)/p_t(x_t) (the absorbing
+    graph's outputs are shifted by log(e^σ̄ - 1), undoing that function's scaling)."""
+
+    time_conditioning = True
+
+    def __init__(self, dist: TinyDistribution, graph) -> None:
+        self.dist, self.graph = dist, graph
+
+    def __call__(self, x_t: torch.Tensor, sigma_bar: torch.Tensor) -> torch.Tensor:
+        n = self.graph.num_tokens
+        out = torch.empty(*x_t.shape, n, dtype=torch.float64)
+        for value in torch.unique(sigma_bar):  # one noisy marginal per distinct σ̄
+            rows = (sigma_bar == value).cpu()
+            log_s = torch.log(self.dist.concrete_score(self.graph, float(value), x_t.cpu()[rows]))[..., :n]
+            if self.graph.mask_id is not None:
+                log_s = log_s + math.log(math.expm1(float(value)))
+            out[rows] = log_s
+        return out.to(x_t.device)
+
+
+class ExactMarkovAR:
+    """The perfect autoregressive model of a `MarkovChain` (symbols = ids 0..K-1): fed [BOS, x_1 .. x_{L-1}] it
+    returns log π at the start and log P[x_{ℓ-1}] after, (B, L, K); ``model(x, cache=...)`` ignores the cache, as
+    the chain needs only the last character."""
+
+    causal, n_layers = True, 1
+
+    def __init__(self, chain: MarkovChain, bos_id: int) -> None:
+        if not torch.equal(chain.tokens, torch.arange(chain.num_symbols)):
+            raise ValueError("ExactMarkovAR needs a chain whose symbols are the ids 0..K-1")
+        self.chain, self.bos_id = chain, bos_id
+
+    def __call__(self, x: torch.Tensor, sigma_bar=None, cache=None) -> torch.Tensor:
+        log_p = torch.log(self.chain.P)[x.clamp(max=self.chain.num_symbols - 1)]  # (B, L, K)
+        start = torch.log(self.chain.pi).expand_as(log_p)
+        return torch.where((x == self.bos_id).unsqueeze(-1), start, log_p)

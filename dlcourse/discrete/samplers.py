@@ -1,8 +1,9 @@
 """Samplers of the text models: small pure step functions and the loops that call them.
 
 - MDLM ancestral sampling (Sahoo et al. 2024, Section 3.3 / Algorithm 2): z_s ~ q(z_s | z_t, x = x_θ(z_t)), with the
-  cache of unchanged steps (their Section 3.3 "efficient sampling"): when no token changed in a step and the network
-  ignores time, its output is reused instead of recomputed, so a 1000-step sampler costs at most L evaluations.
+  cache of unchanged steps (their Section 3.3 "efficient sampling"): when a sample did not change in a step and the
+  network ignores time, its output is reused instead of recomputed, so a 1000-step sampler evaluates each sample
+  at most L + 1 times.
 - SEDD Euler (per-token τ-leaping with the reverse rate) and Tweedie τ-leaping (Lou et al. 2024, Section 4.1,
   Theorem 4.2), for either graph.
 - The autoregressive baseline, with and without a KV cache (the same samples from the same generator).
@@ -122,24 +123,32 @@ def mdlm_sample(model, schedule: Schedule, graph: Graph, num: int, length: int, 
                 device: torch.device | str | None = None, cache: bool = True, record: bool = False) -> Samples:
     """MDLM ancestral sampling on the uniform grid t_k = k / steps, from all-mask (t = 1) to clean (t = 0).
 
-    ``cache``: reuse the network's output while the state is unchanged; exact for a network without time
-    conditioning (MDLM's choice), and ignored for a time-conditioned one.
+    ``cache``: reuse each sample's network output while its state is unchanged (only the samples that changed
+    in the last step are re-evaluated); exact for a network without time conditioning (MDLM's choice), and
+    ignored for a time-conditioned one. ``nfe`` counts network calls (a call may cover only some samples).
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
     x = apply_condition(graph.sample_limit((num, length), device), condition)
     traj: list[torch.Tensor] | None = [] if record else None
     _record(traj, x)
     reuse = cache and not getattr(model, "time_conditioning", True)
-    log_probs, nfe, changed = None, 0, True
+    log_probs, nfe = None, 0
+    stale = torch.ones(num, dtype=torch.bool, device=device)  # (B,) samples whose state moved since their output
     for k in range(steps, 0, -1):
         t = torch.full((num,), k / steps, device=device)
         s = torch.full((num,), (k - 1) / steps, device=device)
-        if log_probs is None or changed or not reuse:
-            sigma_bar = schedule.sigma_bar(t)
+        sigma_bar = schedule.sigma_bar(t)
+        if log_probs is None or not reuse:
+            if getattr(model, "time_conditioning", True) and not torch.isfinite(sigma_bar).all():
+                raise ConfigError("a time-conditioned MDLM needs a finite total noise at t = 1: use eps > 0")
             log_probs = subs_log_probs(model(x, sigma_bar), x, graph.mask_id)  # (B, L, N)
             nfe += 1
+        elif stale.any():  # the cache, per sample: re-run the network only on the samples that changed
+            rows = stale.nonzero().squeeze(1)  # (b,)
+            log_probs[rows] = subs_log_probs(model(x[rows], sigma_bar[rows]), x[rows], graph.mask_id)
+            nfe += 1
         x_new = mdlm_step(x, log_probs, schedule.alpha(s), schedule.alpha(t), graph.mask_id, generator)
-        changed = bool((x_new != x).any())
+        stale = (x_new != x).any(-1)  # (B,)
         x = x_new
         _record(traj, x)
     return Samples(x, nfe, traj or [])
@@ -198,6 +207,8 @@ def sedd_sample(model, schedule: Schedule, graph: Graph, num: int, length: int, 
         t = torch.full((num,), k / steps, device=device)
         s = torch.full((num,), (k - 1) / steps, device=device)
         sigma, sigma_bar_t = schedule(t)
+        if k == steps and not torch.isfinite(sigma_bar_t).all():
+            raise ConfigError("SEDD sampling needs a finite total noise at t = 1: use a log-linear eps > 0")
         sigma_bar_s = schedule.sigma_bar(s) if k > 1 else torch.zeros_like(sigma_bar_t)
         score = sedd_log_score(graph, model(x, sigma_bar_t), x, sigma_bar_t).exp()  # (B, L, S)
         if method == "tweedie":
@@ -233,6 +244,8 @@ def ar_sample(model, num: int, length: int, prefix=None, generator: torch.Genera
 
     device = torch.device(device) if device is not None else next(model.parameters()).device
     p = _ids(prefix if prefix is not None else []).to(device)
+    if len(p) > length:
+        raise ConfigError(f"a prefix of {len(p)} characters does not fit in {length}")
     x = torch.cat([torch.full((num, 1), bos_id, dtype=torch.long, device=device), p.expand(num, len(p))], dim=1)
     traj: list[torch.Tensor] | None = [] if record else None
     cache = KVCache(model.n_layers) if use_cache else None

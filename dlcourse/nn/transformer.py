@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .embed import SinusoidalEmbedding
+from ..errors import ConfigError, ShapeError
+from .embed import SinusoidalEmbedding, check_condition
 
 __all__ = ["Transformer", "TransformerBlock", "KVCache", "attention_reference", "attention", "rotary_tables",
            "apply_rotary"]
@@ -64,7 +65,8 @@ def rotary_tables(positions: torch.Tensor, head_dim: int, base: float = 10_000.0
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate each pair (x_{2i}, x_{2i+1}) of x (B, H, T, d) by its position's angle."""
-    x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
+    dtype = torch.promote_types(x.dtype, torch.float32)  # rotate half-precision inputs in float32
+    x1, x2 = x[..., 0::2].to(dtype), x[..., 1::2].to(dtype)
     out = torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, H, T, d/2, 2)
     return out.flatten(-2).to(x.dtype)
 
@@ -99,7 +101,7 @@ class TransformerBlock(nn.Module):
                  causal: bool = False) -> None:
         super().__init__()
         if dim % n_heads:
-            raise ValueError(f"dim {dim} is not divisible by n_heads {n_heads}")
+            raise ConfigError(f"transformer dim {dim} is not divisible by n_heads {n_heads}")
         self.n_heads, self.causal = n_heads, causal
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=cond_dim == 0)
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
@@ -153,6 +155,8 @@ class Transformer(nn.Module):
                  mlp_ratio: int = 4, dropout: float = 0.0, causal: bool = False, time_conditioning: bool = True,
                  cond_dim: int = 128, fused: bool = True) -> None:
         super().__init__()
+        if dim % n_heads or (dim // n_heads) % 2:
+            raise ConfigError(f"transformer dim {dim} must split into {n_heads} heads of even width (rotary pairs)")
         self.causal, self.time_conditioning, self.fused = causal, time_conditioning, fused
         self.n_layers, self.head_dim = n_layers, dim // n_heads
         c = cond_dim if time_conditioning else 0
@@ -176,6 +180,8 @@ class Transformer(nn.Module):
     def forward(self, x: torch.Tensor, sigma_bar: torch.Tensor | None = None, cache: KVCache | None = None,
                 fused: bool | None = None) -> torch.Tensor:
         fused = self.fused if fused is None else fused
+        if x.dim() != 2 or x.is_floating_point():
+            raise ShapeError(f"the transformer takes integer token ids of shape (B, L), got {x.dtype} {tuple(x.shape)}")
         b, length = x.shape
         start = cache.length if cache is not None else 0
         rope = rotary_tables(torch.arange(start, start + length, device=x.device), self.head_dim)
@@ -183,8 +189,8 @@ class Transformer(nn.Module):
         cond = None
         if self.time_conditioning:
             if sigma_bar is None:
-                raise ValueError("this transformer is conditioned on the noise level: pass sigma_bar (B,)")
-            cond = self.sigma_embed(sigma_bar.float())  # (B, C)
+                raise ShapeError("this transformer is conditioned on the noise level: pass sigma_bar of shape (B,)")
+            cond = self.sigma_embed(check_condition(sigma_bar, x).to(self.embed.weight.dtype))  # (B, C)
         for i, block in enumerate(self.blocks):
             h = block(h, cond, rope, fused=fused, cache=cache, layer=i)
         h = self.norm(h)

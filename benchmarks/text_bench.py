@@ -1,0 +1,201 @@
+"""Benchmarks of the text models (issue 6): what the tests cannot afford.
+
+1. ``markov``: on synthetic text from a character Markov chain with a known entropy rate, train the AR model, MDLM,
+   SEDD-absorbing and SEDD-uniform with the same small transformer and budget, and report each one's held-out bits
+   per character (the diffusion models' NELBO bound, the AR model's exact value) beside the chain's entropy: every
+   model must land above it, and the papers' text8 ordering is AR < masked < uniform.
+2. ``sampling``: with the shipped checkpoints (``mdlm_prose``, ``sedd_prose``, ``ar_prose``; or ``--checkpoints
+   DIR`` holding ``{kind}_prose.safetensors``), tokens per second of each sampler at each step count, beside the AR
+   model with and without its KV cache, and the AR-judged perplexity per character of the samples (lower = more
+   like the judge's training text; the AR model's own samples are judged by itself, which favours them). On the
+   absorbing graph with the log-linear schedule, SEDD's Euler and Tweedie steps are the same distribution
+   (e^{σ̄_t - σ̄_s} - 1 = σ(t)(t - s) exactly), so they draw identical samples from the same generator.
+3. ``throughput``: training tokens per second of each model (on a GPU also with bf16 and torch.compile).
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/text_bench.py --part markov sampling throughput
+    .venv/bin/python benchmarks/text_bench.py --device cuda --part sampling throughput
+
+Numbers go to stdout as Markdown tables and, with ``--out FILE``, to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from dlcourse.config import TrainConfig
+from dlcourse.data.text import MASK_ID, VOCAB_SIZE
+from dlcourse.discrete.evaluate import ar_bpc, generative_perplexity, tokens_per_second
+from dlcourse.discrete.family import (ModelConfig, NoiseConfig, TextConfig, build_model, eval_windows,
+                                      evaluate_bpc, generate, load_text_model, make_loss, make_sampler, markov_chain)
+from dlcourse.train import fit
+from dlcourse.utils import count_parameters, get_device, seed_all
+
+MARKOV_MODELS = [("ar", "ar", "absorbing"), ("mdlm", "mdlm", "absorbing"), ("sedd-absorbing", "sedd", "absorbing"),
+                 ("sedd-uniform", "sedd", "uniform")]
+
+
+def _table(rows: list[dict], cols: list[str]) -> str:
+    def fmt(v):
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markov_config(kind: str, graph: str, steps: int, device: torch.device) -> TextConfig:
+    """The chain of the ``toy`` presets (8 symbols, Dirichlet 0.3) and one small transformer for every model."""
+    return TextConfig(kind=kind, data="markov", seq_len=32, eval_windows=1024, eval_times=16,
+                      model=ModelConfig(dim=64, n_layers=2, n_heads=4, cond_dim=32, time_conditioning=kind == "sedd"),
+                      noise=NoiseConfig(graph=graph, schedule="loglinear" if graph == "absorbing" else "geometric"),
+                      train=TrainConfig(steps=steps, batch_size=64, lr=2e-3, warmup=100, ema_decay=0.995,
+                                        log_every=100, ckpt_every=10**9, progress=False,
+                                        bf16=device.type == "cuda"))
+
+
+def bench_markov(steps: int, device: torch.device) -> list[dict]:
+    rows = []
+    for name, kind, graph in MARKOV_MODELS:
+        cfg = markov_config(kind, graph, steps, device)
+        seed_all(0)
+        model = build_model(cfg)
+        start = time.perf_counter()
+        result = fit(model, make_loss(cfg), make_sampler(cfg), cfg.train, None, kind=kind, device=device)
+        seconds = time.perf_counter() - start
+        ev = evaluate_bpc(result.ema_model, cfg, eval_windows(cfg).to(device))
+        entropy = markov_chain(cfg).window_entropy(cfg.seq_len)
+        rows.append({"model": name, "params": count_parameters(model), "steps": steps, "train_s": round(seconds, 1),
+                     "bpc": ev["bpc"], "stderr": ev.get("stderr", 0.0), "entropy": entropy,
+                     "gap": ev["bpc"] - entropy})
+        print(f"markov {name}: {ev['bpc']:.4f} bpc (entropy {entropy:.4f}) in {seconds:.0f} s", flush=True)
+    return rows
+
+
+def _load(kind: str, checkpoints: Path | None, device: torch.device):
+    src = checkpoints / f"{kind}_prose.safetensors" if checkpoints else f"{kind}_prose"
+    return load_text_model(src, kind, device)
+
+
+def bench_sampling(device: torch.device, checkpoints: Path | None, length: int, batch: int,
+                   step_counts: list[int], judge_samples: int) -> list[dict]:
+    ar, ar_cfg = _load("ar", checkpoints, device)
+    rows = []
+
+    def judge(kind_cfg, model, n, **kw):
+        """AR-judged perplexity per character of n samples (drawn in batches of ``batch``)."""
+        g = torch.Generator(device=device).manual_seed(1)
+        toks = torch.cat([generate(model, kind_cfg, batch, length, generator=g, **kw).tokens
+                          for _ in range(math.ceil(n / batch))])
+        return generative_perplexity(ar, toks[:n], MASK_ID)
+
+    for use_cache in (True, False):
+        g = torch.Generator(device=device).manual_seed(0)
+        from dlcourse.discrete.samplers import ar_sample
+
+        rate, _ = tokens_per_second(lambda: ar_sample(ar, batch, length, generator=g, use_cache=use_cache).tokens)
+        rows.append({"sampler": f"ar ({'KV cache' if use_cache else 'no cache'})", "steps": length,
+                     "nfe": length, "tokens_per_s": rate,
+                     "ar_ppl": judge(ar_cfg, ar, judge_samples) if use_cache else float("nan")})
+        print(rows[-1], flush=True)
+
+    mdlm, mdlm_cfg = _load("mdlm", checkpoints, device)
+    sedd, sedd_cfg = _load("sedd", checkpoints, device)
+    for steps in step_counts:
+        for name, model, cfg, kw in [("mdlm (cache)", mdlm, mdlm_cfg, {"cache": True}),
+                                     ("mdlm (no cache)", mdlm, mdlm_cfg, {"cache": False}),
+                                     ("sedd tweedie", sedd, sedd_cfg, {"method": "tweedie"}),
+                                     ("sedd euler", sedd, sedd_cfg, {"method": "euler"})]:
+            g = torch.Generator(device=device).manual_seed(0)
+            nfe = []
+
+            def run():
+                out = generate(model, cfg, batch, length, steps, generator=g, **kw)
+                nfe.append(out.nfe)
+                return out.tokens
+
+            rate, _ = tokens_per_second(run)
+            ppl = judge(cfg, model, judge_samples, steps=steps, **kw) if "no cache" not in name else float("nan")
+            rows.append({"sampler": name, "steps": steps, "nfe": nfe[-1], "tokens_per_s": rate, "ar_ppl": ppl})
+            print(rows[-1], flush=True)
+
+    # the judge's perplexity of real held-out text: the floor a perfect sampler would reach
+    held_out = eval_windows(ar_cfg, 256).to(device)
+    rows.append({"sampler": "held-out text", "steps": "", "nfe": "", "tokens_per_s": float("nan"),
+                 "ar_ppl": 2 ** ar_bpc(ar, held_out, MASK_ID)})
+    return rows
+
+
+def bench_throughput(device: torch.device, checkpoints: Path | None, steps: int) -> list[dict]:
+    rows = []
+    variants = [(False, False)] + ([(True, False), (True, True)] if device.type == "cuda" else [])
+    for kind in ("ar", "mdlm", "sedd"):
+        _, cfg = _load(kind, checkpoints, device)
+        for bf16, compiled in variants:
+            cfg = copy.deepcopy(cfg)
+            cfg.data = "markov"  # synthetic batches of the same shape: measures the model, not the data loader
+            cfg.markov_symbols = VOCAB_SIZE
+            cfg.train.steps, cfg.train.bf16, cfg.train.compile, cfg.train.progress = steps, bf16, compiled, False
+            seed_all(0)
+            model = build_model(cfg)
+            warm = copy.deepcopy(cfg.train)
+            warm.steps = 3
+            fit(copy.deepcopy(model), make_loss(cfg), make_sampler(cfg), warm, None, kind=kind, device=device)
+            start = time.perf_counter()
+            fit(model, make_loss(cfg), make_sampler(cfg), cfg.train, None, kind=kind, device=device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+            rows.append({"model": kind, "bf16": bf16, "compile": compiled, "batch": cfg.train.batch_size,
+                         "seq_len": cfg.seq_len,
+                         "tokens_per_s": steps * cfg.train.batch_size * cfg.seq_len / seconds})
+            print(rows[-1], flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--part", nargs="+", default=["markov", "sampling", "throughput"],
+                   choices=["markov", "sampling", "throughput"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    p.add_argument("--markov-steps", type=int, default=1500)
+    p.add_argument("--checkpoints", type=Path, default=None,
+                   help="folder with {ar,mdlm,sedd}_prose.safetensors (default: the shipped ones)")
+    p.add_argument("--length", type=int, default=64, help="characters per sample (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=16, help="samples per sampler call (default: %(default)s)")
+    p.add_argument("--steps", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256])
+    p.add_argument("--judge-samples", type=int, default=64)
+    p.add_argument("--throughput-steps", type=int, default=30)
+    p.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = get_device(args.device)
+    results: dict = {"device": str(device), "threads": args.threads, "torch": torch.__version__}
+    if device.type == "cuda":
+        results["gpu"] = torch.cuda.get_device_name(device)
+    if "markov" in args.part:
+        results["markov"] = bench_markov(args.markov_steps, device)
+        print("\n" + _table(results["markov"], ["model", "params", "steps", "train_s", "bpc", "stderr", "entropy",
+                                                 "gap"]) + "\n", flush=True)
+    if "sampling" in args.part:
+        results["sampling"] = bench_sampling(device, args.checkpoints, args.length, args.batch, args.steps,
+                                             args.judge_samples)
+        print("\n" + _table(results["sampling"], ["sampler", "steps", "nfe", "tokens_per_s", "ar_ppl"]) + "\n",
+              flush=True)
+    if "throughput" in args.part:
+        results["throughput"] = bench_throughput(device, args.checkpoints, args.throughput_steps)
+        print("\n" + _table(results["throughput"], ["model", "bf16", "compile", "batch", "seq_len", "tokens_per_s"]),
+              flush=True)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
