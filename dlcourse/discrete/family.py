@@ -20,7 +20,7 @@ import torch
 
 from ..config import Presets, TrainConfig, config_from_dict, config_to_dict
 from ..data.text import MASK_ID, VOCAB_SIZE, decode
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from .graphs import Graph, make_graph
 from .markov import MarkovChain
 from .schedules import Schedule, make_schedule

@@ -37,8 +37,9 @@ class BCConfig:
     demos: str = "cartpole_demos"
     #: number of expert trajectories to learn from
     n_trajectories: int = 1
-    #: keep every k-th state-action pair of each trajectory
-    subsample: int = 1
+    #: keep every k-th state-action pair of each trajectory (20: sparse demonstrations, on which cloning's
+    #: compounding error shows on CartPole; with every pair of one 500-step episode BC already matches the expert)
+    subsample: int = 20
     #: hidden widths of the policy
     hidden: tuple[int, ...] = (64, 64)
     #: standardise observations with the demonstrations' mean and std
@@ -68,8 +69,12 @@ def train_bc(demos: Demonstrations, cfg: BCConfig, out_dir: str | Path | None = 
     seed_all(cfg.seed)
     cfg.train.seed = cfg.seed
     if policy is None:
-        act_dim = int(demos.meta.get("act_dim") or (int(demos.actions.max()) + 1 if discrete else data.actions.shape[1]))
-        policy = ActorCritic(data.obs.shape[1], act_dim, discrete, cfg.hidden)
+        act_dim = demos.meta.get("act_dim")
+        if act_dim is None:  # files without act_dim: ask the environment (the data may never use the last action)
+            from .envs import env_spaces
+
+            act_dim = env_spaces(demos.meta.get("env_id", cfg.env))[1]
+        policy = ActorCritic(data.obs.shape[1], int(act_dim), discrete, cfg.hidden)
     if cfg.normalise_obs:
         policy.set_obs_normalisation(data.obs)
     sampler = TensorSampler(data.obs, data.actions, batch_size=cfg.train.batch_size)

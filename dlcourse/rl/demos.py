@@ -13,7 +13,8 @@ tensor             shape, dtype                meaning
 =================  ==========================  ====================================================================
 
 The safetensors header holds one JSON string under the key ``"dlcourse"`` with ``kind = "demonstrations"``,
-``format = 1``, ``env_id`` (gymnasium id), ``n_episodes``, ``episode_returns`` (list), ``expert_return`` (their
+``format = 1``, ``env_id`` (gymnasium id), ``obs_dim``, ``act_dim`` (number of actions, or the action vector's
+size), ``discrete``, ``n_episodes``, ``episode_returns`` (list), ``expert_return`` (their
 mean), ``random_return`` (mean return of uniform random actions, the 0 of the normalised return), ``seed`` (the
 first episode's env seed; episode i used seed + i), ``deterministic`` (whether the expert's mode was used) and
 ``command``. A file that is truncated, corrupt, of another kind or with inconsistent shapes is a one-line
@@ -135,6 +136,7 @@ def collect_demos(policy: ActorCritic, env_name: str, n_episodes: int, seed: int
     if random_return is None:
         rr = evaluate(None, env_name, n_episodes=20, seed=seed + 50_000)
         random_return = sum(rr) / len(rr)
-    meta = {"env_id": env.env_id, "episode_returns": returns, "expert_return": sum(returns) / len(returns),
+    meta = {"env_id": env.env_id, "obs_dim": env.obs_dim, "act_dim": env.act_dim, "discrete": env.discrete,
+            "episode_returns": returns, "expert_return": sum(returns) / len(returns),
             "random_return": float(random_return), "seed": seed, "deterministic": deterministic, "command": command}
     return Demonstrations(o, acts.long() if policy.discrete else acts.float(), rews.float(), starts, meta)

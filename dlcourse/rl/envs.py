@@ -47,8 +47,12 @@ def resolve_env_id(name: str) -> str:
 
 
 def _make_one(env_id: str, render_mode: str | None = None):
+    import os
+
     import gymnasium as gym
 
+    if render_mode == "rgb_array":  # frames are drawn off-screen: SDL needs no window (or display, or XDG dirs)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         return gym.make(env_id, render_mode=render_mode)
     except gym.error.DependencyNotInstalled as exc:  # MuJoCo tasks need `pip install "gymnasium[mujoco]"`

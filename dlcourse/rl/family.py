@@ -6,6 +6,11 @@
     dlcourse train bc   --env cartpole --set n_trajectories=1          # see dlcourse.rl.family_bc
     dlcourse train gail --env cartpole --set n_trajectories=4          # see dlcourse.rl.family_gail
 
+Evaluation (rollouts of a trained policy, with its normalised return: 0 = uniform random actions, 1 = the expert):
+
+    dlcourse sample expert --policy cartpole_expert --episodes 10       # a shipped name or a .safetensors path
+    dlcourse sample gail --policy runs/gail-cpu/policy.safetensors --stochastic
+
 A trained policy is written as ``policy.safetensors`` in the run folder (and to ``--export``): the weights of an
 `ActorCritic`, with a JSON header holding ``kind = "rl_policy"``, the network ``spec``, ``env_id``, ``algo``, the
 run's config and its metrics (evaluation return and normalised return, environment steps, wall time).
@@ -29,7 +34,8 @@ from .policies import ActorCritic
 from .ppo import PPOConfig
 
 __all__ = ["ExpertConfig", "PRESETS", "FAMILY", "POLICY_KIND", "export_policy", "load_policy", "load_demos",
-           "add_env_arg", "apply_env_arg", "write_metrics", "train_expert"]
+           "add_env_arg", "apply_env_arg", "write_metrics", "train_expert", "add_eval_args", "evaluate_policy_cmd", "evaluate_policy_args",
+           "record_if_shipped", "describe_policy"]
 
 POLICY_KIND = "rl_policy"
 
@@ -119,6 +125,27 @@ def load_demos(name_or_path: str | Path, env: str | None = None):
     return demos
 
 
+def record_if_shipped(path: str | Path, *, what: str, data: str, command: str, metrics: dict) -> None:
+    """A file written into ``dlcourse/checkpoints/`` is shipped: record it (name = file stem) in the manifest with
+    the exact command that produced it."""
+    from ..checkpoint import SHIPPED_DIR, record_in_manifest
+
+    path = Path(path)
+    if path.resolve().parent != SHIPPED_DIR:
+        return
+    record_in_manifest(path.stem, path, what=what, data=data, command=command, metrics=metrics)
+    print(f"recorded {path.stem!r} in {SHIPPED_DIR / 'manifest.json'}")
+
+
+def describe_policy(policy: ActorCritic, algo: str, env_id: str) -> str:
+    """The ``what`` line of a policy's manifest entry."""
+    n = sum(p.numel() for p in policy.parameters())
+    head = "categorical" if policy.discrete else "diagonal Gaussian"
+    hidden = "x".join(str(h) for h in policy.spec()["hidden"])
+    return (f"{env_id} policy trained by {algo} ({head} actor and value MLPs, tanh {hidden}, {n} parameters); "
+            f"load with dlcourse.rl.family.load_policy")
+
+
 def write_metrics(out_dir: Path, history: list[dict], config: Any) -> None:
     """metrics.jsonl (one line per iteration) and config.json in the run folder."""
     from ..checkpoint import atomic_write
@@ -161,6 +188,9 @@ def train_expert(cfg: ExpertConfig, run) -> dict:
         export_policy(run.export, policy, env_id=env_id, algo="ppo", config=cfg, metrics=metrics,
                       command=run.command, overwrite=run.force)
         print(f"expert: exported the policy to {run.export}")
+        record_if_shipped(run.export, what=describe_policy(policy, "PPO + GAE on the environment reward", env_id),
+                          data=f"{env_id} interaction, {result.env_steps} environment steps", command=run.command,
+                          metrics=metrics)
     demos_path = Path(cfg.demos_out) if cfg.demos_out else None
     if cfg.n_demos:
         demos = collect_demos(policy, env_id, cfg.n_demos, seed=cfg.demos_seed,
@@ -170,6 +200,14 @@ def train_expert(cfg: ExpertConfig, run) -> dict:
             demos.save(demos_path, overwrite=run.force)
             print(f"expert: wrote {cfg.n_demos} demonstrations (mean return {demos.meta['expert_return']:.1f}) "
                   f"to {demos_path}")
+            record_if_shipped(
+                demos_path, command=run.command,
+                what=(f"{cfg.n_demos} {env_id} demonstration episodes of the PPO expert ("
+                      f"{'deterministic' if demos.meta['deterministic'] else 'sampled'} actions), format: "
+                      f"dlcourse.rl.demos; load with dlcourse.rl.demos.Demonstrations.load"),
+                data=f"{env_id}, episode i from env seed {cfg.demos_seed} + i",
+                metrics={"n_episodes": demos.n_episodes, "pairs": len(demos),
+                         "expert_return": demos.meta["expert_return"], "random_return": demos.meta["random_return"]})
     return metrics
 
 
@@ -211,12 +249,61 @@ def _train(cfg: ExpertConfig, run) -> dict:
     return train_expert(cfg, run)
 
 
+def add_eval_args(p: argparse.ArgumentParser, default_policy: str) -> None:
+    """Flags of ``dlcourse sample expert|bc|gail``: evaluate a trained policy."""
+    p.add_argument("--policy", default=default_policy,
+                   help="a shipped policy name or a policy.safetensors path (default: %(default)s)")
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=10_000, help="env seed of the first episode (default: %(default)s)")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of taking the most likely one")
+
+
+def evaluate_policy_cmd(args: argparse.Namespace) -> int:
+    """``dlcourse sample expert|bc|gail``: `evaluate_policy_args`, exit status 0."""
+    evaluate_policy_args(args)
+    return 0
+
+
+def evaluate_policy_args(args: argparse.Namespace) -> dict:
+    """Roll out the trained policy ``args.policy`` and print (and return) its return and normalised return.
+
+    The 1 of the normalised return is the expert return recorded with the policy (its own return for an expert,
+    the demonstrations' mean return for bc and gail); the 0 is the random return recorded with it (uniform random
+    actions, 20 episodes), or, for a policy without one, measured here over the evaluation's seeds.
+    """
+    from ..utils import get_device
+    from .ppo import evaluate, normalised_return
+
+    if args.episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {args.episodes}")
+    policy, meta = load_policy(args.policy, get_device(getattr(args, "device", None)))
+    env_id = meta["env_id"]
+    rets = evaluate(policy, env_id, args.episodes, seed=args.seed, deterministic=not args.stochastic)
+    metrics = meta.get("metrics", {})
+    rand = [metrics["random_return"]] if "random_return" in metrics else evaluate(None, env_id, args.episodes, args.seed)
+    expert = metrics.get("expert_return", metrics.get("return") if meta.get("algo") == "ppo" else None)
+    mean, rmean = sum(rets) / len(rets), sum(rand) / len(rand)
+    std = (sum((r - mean) ** 2 for r in rets) / len(rets)) ** 0.5
+    out = {"env_id": env_id, "algo": meta.get("algo"), "return": mean, "return_std": std, "random_return": rmean,
+           "expert_return": expert, "normalised_return": None}
+    line = (f"{meta.get('algo')} {env_id}: return {mean:.1f} ± {std:.1f} over {args.episodes} "
+            f"{'stochastic' if args.stochastic else 'deterministic'} episodes (random {rmean:.1f}")
+    if expert is not None and float(expert) != rmean:
+        out["normalised_return"] = normalised_return(mean, rmean, float(expert))
+        line += f", expert {float(expert):.1f}); normalised return {out['normalised_return']:.3f}"
+    else:
+        line += "; no expert return recorded, so no normalised return)"
+    print(line)
+    return out
+
+
 def _make_family():
     from ..registry import Family
 
     return Family(name="expert", help="an RL expert by PPO + GAE, and its demonstrations (for bc and gail)",
                   presets=PRESETS, train=_train, add_train_args=_add_expert_args,
-                  apply_train_args=_apply_expert_args)
+                  apply_train_args=_apply_expert_args,
+                  add_sample_args=lambda p: add_eval_args(p, "cartpole_expert"), sample=evaluate_policy_cmd)
 
 
 FAMILY = _make_family()

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..config import Presets
 from ..errors import CheckpointError, ConfigError
-from .envs import resolve_env_id
-from .family import add_env_arg, apply_env_arg, export_policy, load_demos, write_metrics
+from .envs import env_spaces, resolve_env_id
+from .family import (add_env_arg, add_eval_args, apply_env_arg, describe_policy, evaluate_policy_cmd, export_policy,
+                     load_demos, record_if_shipped, write_metrics)
 from .gail import GAILConfig, train_gail
 from .ppo import PPOConfig
 
@@ -35,6 +36,7 @@ def train(cfg: GAILConfig, run) -> dict:
     if run.resume:
         raise ConfigError("gail runs do not resume (about a minute on a CPU for CartPole); rerun without --resume")
     env_id = resolve_env_id(cfg.env)
+    env_spaces(env_id)  # a MuJoCo task without MuJoCo is a one-line error here, before anything is loaded
     demos = load_demos(cfg.demos, cfg.env)
     out = Path(run.out_dir)
     if (out / "policy.safetensors").exists() and not run.force:
@@ -44,6 +46,7 @@ def train(cfg: GAILConfig, run) -> dict:
     result = train_gail(demos, cfg, device=run.device)
     last = result.history[-1]
     metrics = {"return": last["eval_return"], "normalised_return": last["normalised_return"],
+               "expert_return": demos.meta["expert_return"], "random_return": demos.meta["random_return"],
                "n_trajectories": cfg.n_trajectories, "env_steps": result.env_steps,
                "wall_time_s": round(result.wall_time, 1)}
     print(f"gail {env_id}: return {metrics['return']:.1f}, normalised {metrics['normalised_return']:.3f} from "
@@ -58,6 +61,11 @@ def train(cfg: GAILConfig, run) -> dict:
         export_policy(run.export, policy, env_id=env_id, algo="gail", config=cfg, metrics=metrics,
                       command=run.command, overwrite=run.force)
         print(f"gail: exported the policy to {run.export}")
+        record_if_shipped(run.export, what=describe_policy(policy, "GAIL (Ho & Ermon 2016) with PPO", env_id),
+                          command=run.command,
+                          data=(f"the first {cfg.n_trajectories} episode(s) of {cfg.demos}, every {cfg.subsample}-th "
+                                f"pair; {result.env_steps} environment steps without the environment reward"),
+                          metrics=metrics)
     return metrics
 
 
@@ -65,7 +73,8 @@ def _make_family():
     from ..registry import Family
 
     return Family(name="gail", help="generative adversarial imitation learning (Ho & Ermon 2016) with PPO",
-                  presets=PRESETS, train=train, add_train_args=add_env_arg, apply_train_args=apply_env_arg)
+                  presets=PRESETS, train=train, add_train_args=add_env_arg, apply_train_args=apply_env_arg,
+                  add_sample_args=lambda p: add_eval_args(p, "cartpole_gail"), sample=evaluate_policy_cmd)
 
 
 FAMILY = _make_family()

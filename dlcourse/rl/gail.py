@@ -6,15 +6,19 @@ The game (Ho & Ermon 2016, eq. (16))::
     min_π max_D  E_π[log D(s,a)] + E_πE[log(1 - D(s,a))] - λ H(π)
 
 **Sign convention (the paper's).** D(s,a) ∈ (0, 1) is the probability that (s, a) came from the *policy*: D → 1
-on the policy's pairs and D → 0 on the expert's. Algorithm 1 takes a policy step with the cost log D(s,a); we
-maximise the reward
+on the policy's pairs and D → 0 on the expert's (the discriminator *maximises* eq. (16) over D, so it pushes log D
+up on policy pairs and log(1 - D) up on expert pairs). The policy *minimises* eq. (16), i.e. it minimises
+E_π[log D(s,a)] - λ H(π): an RL problem with the cost c(s,a) = log D(s,a) (Algorithm 1, step 5) plus the
+entropy bonus. We maximise the equivalent reward
 
-    r(s, a) = -log D(s, a) = softplus(-logit(s, a))   ≥ 0,
+    r(s, a) = -c(s, a) = -log D(s, a) = softplus(-logit(s, a))   ≥ 0,
 
 which is large where the pair looks like the expert's (D → 0) and near 0 where it is plainly the policy's (D → 1).
 The reward is positive everywhere, so it also pays the agent for staying alive; in CartPole this matches the
 expert (who never falls), in tasks where an expert ends episodes early it would be a bias (the other sign
 convention, r = log(1 - D), is negative and pays for ending episodes instead; see Kostrikov et al. 2019).
+``GAILConfig.reward = "logit"`` uses r = log(1 - D) - log D = -logit(s, a) instead, whose sign
+carries no survival bonus (the form of the AIRL reward, Fu et al. 2018); the benchmark uses it as a control.
 
 The causal-entropy term λ H(π) of eq. (16) is PPO's entropy bonus (``ppo.ent_coef``). The paper's inner loop is
 TRPO; here it is PPO with GAE (`dlcourse.rl.ppo`), the usual substitute.
@@ -36,7 +40,7 @@ from .envs import make_env
 from .policies import ActorCritic, mlp
 from .ppo import PPOConfig, collect_rollout, evaluate, gae, normalised_return, ppo_update
 
-__all__ = ["GAILConfig", "Discriminator", "discriminator_loss", "gail_reward", "train_gail", "GAILResult"]
+__all__ = ["GAILConfig", "Discriminator", "discriminator_loss", "gail_reward", "REWARDS", "train_gail", "GAILResult"]
 
 
 class Discriminator(nn.Module):
@@ -68,10 +72,22 @@ def discriminator_loss(logits_policy: torch.Tensor, logits_expert: torch.Tensor)
     return F.softplus(-logits_policy).mean() + F.softplus(logits_expert).mean()
 
 
-def gail_reward(logits: torch.Tensor) -> torch.Tensor:
-    """r(s, a) = -log D(s, a) = softplus(-logit), the negated cost log D(s, a) of Ho & Ermon 2016, Algorithm 1,
-    step 5. Non-negative; larger where the pair looks like the expert's (D → 0). Shape as ``logits``."""
-    return F.softplus(-logits)
+REWARDS = ("neg_log_d", "logit")
+
+
+def gail_reward(logits: torch.Tensor, kind: str = "neg_log_d") -> torch.Tensor:
+    """The policy's reward from discriminator logits (B,) (logit of D = P[policy]); shape as ``logits``.
+
+    ``"neg_log_d"``: r = -log D(s, a) = softplus(-logit), the negated cost log D(s, a) of Ho & Ermon 2016,
+    Algorithm 1, step 5 (see the module docstring for the sign). Non-negative; larger where the pair looks like
+    the expert's (D → 0).
+    ``"logit"``: r = log(1 - D) - log D = -logit, the same ordering of pairs without a sign (Fu et al. 2018).
+    """
+    if kind == "neg_log_d":
+        return F.softplus(-logits)
+    if kind == "logit":
+        return -logits
+    raise ConfigError(f"unknown GAIL reward {kind!r}; choose one of {', '.join(REWARDS)}")
 
 
 @dataclass
@@ -84,8 +100,8 @@ class GAILConfig:
     demos: str = "cartpole_demos"
     #: number of expert trajectories to imitate
     n_trajectories: int = 4
-    #: keep every k-th state-action pair of each trajectory
-    subsample: int = 1
+    #: keep every k-th state-action pair of each trajectory (20 as in the bc preset: see dlcourse.rl.bc)
+    subsample: int = 20
     #: discriminator hidden widths
     disc_hidden: tuple[int, ...] = (64, 64)
     #: discriminator Adam learning rate
@@ -96,6 +112,8 @@ class GAILConfig:
     disc_batch: int = 256
     #: standardise observations in the discriminator with the expert's mean and std
     normalise_obs: bool = False
+    #: the policy's reward: "neg_log_d" (-log D, the paper's) or "logit" (log(1 - D) - log D, no survival bonus)
+    reward: str = "neg_log_d"
     #: the policy-gradient inner loop
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(total_steps=300_000))
     #: evaluate the deterministic policy every this many PPO iterations (0: only at the end)
@@ -108,6 +126,8 @@ class GAILConfig:
     def __post_init__(self) -> None:
         if self.n_trajectories < 1 or self.subsample < 1 or self.disc_steps < 0 or self.disc_batch < 1:
             raise ConfigError("n_trajectories, subsample, disc_batch must be >= 1 and disc_steps >= 0")
+        if self.reward not in REWARDS:
+            raise ConfigError(f"unknown GAIL reward {self.reward!r}; choose one of {', '.join(REWARDS)}")
 
 
 @dataclass
@@ -169,7 +189,7 @@ def train_gail(demos: Demonstrations, cfg: GAILConfig, device: torch.device | st
             ie = torch.randint(exp_obs.shape[0], (cfg.disc_batch,), generator=gen).to(device)
             dstats = _discriminator_step(disc, dopt, obs_p[ip], act_p[ip], exp_obs[ie], exp_act[ie])
         with torch.no_grad():
-            ro.rewards = gail_reward(disc(obs_p, act_p)).reshape(ro.rewards.shape)  # (T, N)
+            ro.rewards = gail_reward(disc(obs_p, act_p), cfg.reward).reshape(ro.rewards.shape)  # (T, N)
         adv, ret = gae(ro.rewards, ro.values, ro.next_values, ro.terminated, ro.dones, pcfg.gamma, pcfg.gae_lambda)
         stats = ppo_update(policy, opt, ro, adv, ret, pcfg, gen)
         row = {"step": (it + 1) * batch, "time": time.perf_counter() - t0, "gail_reward": float(ro.rewards.mean()),

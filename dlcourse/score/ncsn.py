@@ -134,7 +134,8 @@ def ncsnv2_step_size(gamma: float, sigma_min: float, n_steps_each: int, conventi
     res = minimize_scalar(lambda le: (ncsnv2_variance_ratio(math.exp(le), gamma, sigma_min, n_steps_each) - 1) ** 2,
                           bounds=(lo, hi), method="bounded", options={"xatol": 1e-10})
     eps_code = math.exp(res.x)
-    return float(_paper_alpha(eps_code, convention))
+    _paper_alpha(eps_code, convention)  # validates the name
+    return float(eps_code if convention == "code" else 2 * eps_code)  # paper: α = 2α
 
 
 class NCSN(nn.Module):
