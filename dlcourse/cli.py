@@ -199,7 +199,7 @@ def _add_family_commands(sub) -> None:
         family_sub = p.add_subparsers(dest="family", metavar="FAMILY")
         family_sub.required = True
         for fam in having:
-            fp = family_sub.add_parser(fam.name, help=f"{what} a {fam.name} model")
+            fp = family_sub.add_parser(fam.name, help=fam.help)
             fp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
             getattr(fam, add_args)(fp)
             fp.set_defaults(func=lambda a, hook=hook: getattr(a.fam, hook)(a), fam=fam)
@@ -225,7 +225,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise DlcourseError(f"{args.export} exists; refusing to overwrite it (pass --force or choose another --export)")
     run = RunOptions(out_dir=args.out or Path("runs") / f"{fam.name}-{args.preset}", resume=args.resume,
                      device=get_device(args.device), export=args.export, force=args.force,
-                     command="dlcourse " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                     command="dlcourse " + " ".join(shlex.quote(a) for a in args.argv))
     fam.train(cfg, run)
     return 0
 
@@ -236,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra  # `dlcourse lab` passes unknown options on to `jupyter lab`
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with exported checkpoints
     try:
         return int(args.func(args) or 0)
     except DlcourseError as exc:

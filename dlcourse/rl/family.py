@@ -8,8 +8,8 @@
 
 Evaluation (rollouts of a trained policy, with its normalised return: 0 = uniform random actions, 1 = the expert):
 
-    dlcourse sample expert --policy cartpole_expert --episodes 10       # a shipped name or a .safetensors path
-    dlcourse sample gail --policy runs/gail-cpu/policy.safetensors --stochastic
+    dlcourse eval expert --policy cartpole_expert --episodes 10       # a shipped name or a .safetensors path
+    dlcourse eval gail --policy runs/gail-cpu/policy.safetensors --stochastic
 
 A trained policy is written as ``policy.safetensors`` in the run folder (and to ``--export``): the weights of an
 `ActorCritic`, with a JSON header holding ``kind = "rl_policy"``, the network ``spec``, ``env_id``, ``algo``, the
@@ -250,7 +250,7 @@ def _train(cfg: ExpertConfig, run) -> dict:
 
 
 def add_eval_args(p: argparse.ArgumentParser, default_policy: str) -> None:
-    """Flags of ``dlcourse sample expert|bc|gail``: evaluate a trained policy."""
+    """Flags of ``dlcourse eval expert|bc|gail``: evaluate a trained policy."""
     p.add_argument("--policy", default=default_policy,
                    help="a shipped policy name or a policy.safetensors path (default: %(default)s)")
     p.add_argument("--episodes", type=int, default=10, help="evaluation episodes (default: %(default)s)")
@@ -259,7 +259,7 @@ def add_eval_args(p: argparse.ArgumentParser, default_policy: str) -> None:
 
 
 def evaluate_policy_cmd(args: argparse.Namespace) -> int:
-    """``dlcourse sample expert|bc|gail``: `evaluate_policy_args`, exit status 0."""
+    """``dlcourse eval expert|bc|gail``: `evaluate_policy_args`, exit status 0."""
     evaluate_policy_args(args)
     return 0
 
@@ -303,7 +303,7 @@ def _make_family():
     return Family(name="expert", help="an RL expert by PPO + GAE, and its demonstrations (for bc and gail)",
                   presets=PRESETS, train=_train, add_train_args=_add_expert_args,
                   apply_train_args=_apply_expert_args,
-                  add_sample_args=lambda p: add_eval_args(p, "cartpole_expert"), sample=evaluate_policy_cmd)
+                  add_eval_args=lambda p: add_eval_args(p, "cartpole_expert"), evaluate=evaluate_policy_cmd)
 
 
 FAMILY = _make_family()

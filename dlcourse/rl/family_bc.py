@@ -62,7 +62,7 @@ def _make_family():
 
     return Family(name="bc", help="behavioural cloning from expert demonstrations (the GAIL baseline)",
                   presets=PRESETS, train=train, add_train_args=add_env_arg, apply_train_args=apply_env_arg,
-                  add_sample_args=lambda p: add_eval_args(p, "cartpole_bc"), sample=evaluate_policy_cmd)
+                  add_eval_args=lambda p: add_eval_args(p, "cartpole_bc"), evaluate=evaluate_policy_cmd)
 
 
 FAMILY = _make_family()

@@ -74,7 +74,7 @@ def _make_family():
 
     return Family(name="gail", help="generative adversarial imitation learning (Ho & Ermon 2016) with PPO",
                   presets=PRESETS, train=train, add_train_args=add_env_arg, apply_train_args=apply_env_arg,
-                  add_sample_args=lambda p: add_eval_args(p, "cartpole_gail"), sample=evaluate_policy_cmd)
+                  add_eval_args=lambda p: add_eval_args(p, "cartpole_gail"), evaluate=evaluate_policy_cmd)
 
 
 FAMILY = _make_family()

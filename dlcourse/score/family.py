@@ -271,7 +271,8 @@ def resolve_config(cfg: NCSNConfig, data: torch.Tensor | None = None, verbose: b
         notes.append(f"num_levels={cfg.noise.num_levels} (technique 2, gamma={gamma:.4f})")
     if cfg.sampler.eps is None:
         ratio = (cfg.noise.sigma_max / cfg.noise.sigma_min) ** (1 / (cfg.noise.num_levels - 1))
-        cfg.sampler.eps = float(f"{ncsnv2_step_size(ratio, cfg.noise.sigma_min, cfg.sampler.n_steps_each, cfg.sampler.convention):.4g}")
+        eps = ncsnv2_step_size(ratio, cfg.noise.sigma_min, cfg.sampler.n_steps_each, cfg.sampler.convention)
+        cfg.sampler.eps = float(f"{eps:.4g}")
         notes.append(f"eps={cfg.sampler.eps} (technique 4, T={cfg.sampler.n_steps_each})")
     if verbose and notes:
         print("ncsn: " + ", ".join(notes))
@@ -293,7 +294,7 @@ def sigmas_of(cfg: NCSNConfig) -> torch.Tensor:
 def train(cfg: NCSNConfig, run) -> Any:
     """``dlcourse train ncsn``: resolve the ladder, build data and model, run the shared loop, export if asked."""
     from ..checkpoint import export_weights
-    from ..train import TensorSampler, fit
+    from ..train import TensorSampler, fit, read_metrics
     from ..utils import seed_all
 
     seed_all(cfg.train.seed)
@@ -322,6 +323,9 @@ def train(cfg: NCSNConfig, run) -> Any:
     model = build_model(cfg)
     result = fit(model, loss_fn, sampler, cfg.train, run.out_dir, kind=KIND, config=cfg, device=run.device,
                  resume=run.resume)
+    if not result.metrics and run.out_dir is not None:  # resumed a finished run: report its last logged line
+        logged = read_metrics(run.out_dir)
+        result.metrics = logged[-1] if logged else {}
     print(f"ncsn: trained {result.step} steps, last loss {result.metrics.get('loss', float('nan')):.4g}; "
           f"run folder {run.out_dir}")
     if run.export is not None:

@@ -344,7 +344,6 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
 
 def _eval_cmd(args: argparse.Namespace) -> int:
     import shlex
-    import sys
 
     from ..utils import get_device
 
@@ -354,7 +353,7 @@ def _eval_cmd(args: argparse.Namespace) -> int:
     if args.record:
         from ..checkpoint import update_manifest_metrics
 
-        command = "dlcourse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        command = "dlcourse " + " ".join(shlex.quote(a) for a in args.argv)
         update_manifest_metrics(args.checkpoint, metrics, command)
         print(f"sde: recorded the evaluation in the manifest entry of {args.checkpoint!r}")
     return 0
