@@ -32,7 +32,7 @@ from .checkpoint import load_state_into, load_training_state, save_training_stat
 from .config import TrainConfig, config_to_dict
 from .errors import CheckpointError, NonFiniteLossError
 
-__all__ = ["fit", "FitResult", "EMA", "TensorSampler", "read_metrics"]
+__all__ = ["fit", "FitResult", "EMA", "TensorSampler", "DistributionSampler", "read_metrics"]
 
 CKPT_NAME = "ckpt.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -51,6 +51,16 @@ class TensorSampler:
         idx = torch.randint(len(self.tensors[0]), (self.batch_size,), generator=generator)
         batch = tuple(t[idx] for t in self.tensors)
         return batch[0] if len(batch) == 1 else batch
+
+
+class DistributionSampler:
+    """Fresh batches from a distribution with ``sample(n, generator=...)`` (the 2-D toys), every step."""
+
+    def __init__(self, dist, batch_size: int) -> None:
+        self.dist, self.batch_size = dist, batch_size
+
+    def __call__(self, generator: torch.Generator) -> torch.Tensor:
+        return self.dist.sample(self.batch_size, generator=generator)
 
 
 class EMA:

@@ -14,13 +14,6 @@ from dlcourse.rl.gan2d import (GAN2D, Discriminator2D, GANConfig, discriminator_
                                train_with_snapshots)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_discriminator_loss_is_bce_and_log4_at_chance():
     g = torch.Generator().manual_seed(0)

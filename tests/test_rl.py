@@ -21,13 +21,6 @@ from dlcourse.rl.ppo import (PPOConfig, clipped_surrogate, evaluate, gae, gae_re
                              train_ppo)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # GAE

@@ -12,13 +12,6 @@ from dlcourse.rl.demos import Demonstrations
 from dlcourse.rl.family import load_policy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 TINY_PPO = ["--set", "ppo.num_envs=2", "--set", "ppo.n_steps=32", "--set", "ppo.total_steps=128",
             "--set", "ppo.epochs=1", "--set", "ppo.minibatch_size=32", "--set", "eval_episodes=2"]

@@ -294,18 +294,14 @@ def sigmas_of(cfg: NCSNConfig) -> torch.Tensor:
 def train(cfg: NCSNConfig, run) -> Any:
     """``dlcourse train ncsn``: resolve the ladder, build data and model, run the shared loop, export if asked."""
     from ..checkpoint import export_weights
-    from ..train import TensorSampler, fit, read_metrics
+    from ..train import DistributionSampler, TensorSampler, fit, read_metrics
     from ..utils import seed_all
 
     seed_all(cfg.train.seed)
     if cfg.data == "toy":
         from ..data.toy2d import get_toy
 
-        dist = get_toy(cfg.toy)
-
-        def sampler(generator: torch.Generator) -> torch.Tensor:
-            return dist.sample(cfg.train.batch_size, generator=generator)  # (B, 2)
-
+        sampler = DistributionSampler(get_toy(cfg.toy), cfg.train.batch_size)  # (B, 2) fresh every step
         data = None
     else:
         data = _load_training_data(cfg)

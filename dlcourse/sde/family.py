@@ -161,17 +161,14 @@ def _images(cfg: SDEConfig, split: str) -> torch.Tensor:
 def train(cfg: SDEConfig, run) -> Any:
     """``dlcourse train sde``: data, model and the continuous-time DSM loss through the shared loop."""
     from ..checkpoint import export_weights
-    from ..train import TensorSampler, fit
+    from ..train import DistributionSampler, TensorSampler, fit
     from ..utils import seed_all
 
     seed_all(cfg.train.seed)
     if cfg.data == "toy":
         from ..data.toy2d import get_toy
 
-        dist = get_toy(cfg.toy)
-
-        def sampler(generator: torch.Generator) -> torch.Tensor:
-            return dist.sample(cfg.train.batch_size, generator=generator)  # (B, 2)
+        sampler = DistributionSampler(get_toy(cfg.toy), cfg.train.batch_size)  # (B, 2) fresh every step
     else:
         sampler = TensorSampler(_images(cfg, "train"), batch_size=cfg.train.batch_size)
     sde = build_sde(cfg)

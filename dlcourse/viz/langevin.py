@@ -204,7 +204,7 @@ class ChainCanvas:
         from matplotlib.figure import Figure
         from PIL import Image
 
-        from .plots import evaluate_on_grid
+        from .plots import draw_background
 
         xmin, xmax, ymin, ymax = extent
         if not (xmin < xmax and ymin < ymax):
@@ -214,23 +214,8 @@ class ChainCanvas:
         self.extent = tuple(float(v) for v in extent)
         fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
         ax = fig.add_subplot()
-        ax.set_xlim(xmin, xmax)
-        ax.set_ylim(ymin, ymax)
-        ax.set_aspect("equal")
-        ax.tick_params(labelsize=7, length=2)
-        if title:
-            ax.set_title(title, fontsize=9)
-        if log_prob is not None:
-            _, _, logp = evaluate_on_grid(log_prob, extent, resolution)  # (R, R)
-            top = float(np.max(logp))
-            ax.imshow(np.clip(logp, top - density_range, top), origin="lower", extent=extent, cmap=cmap,
-                      interpolation="bilinear", aspect="equal", vmin=top - density_range, vmax=top)
-        if score is not None:
-            xs, ys, s = evaluate_on_grid(score, extent, quiver_grid)  # (Q, Q, 2)
-            direction = s / np.maximum(np.linalg.norm(s, axis=-1, keepdims=True), 1e-12)
-            cell = (xmax - xmin) / quiver_grid
-            ax.quiver(xs, ys, direction[..., 0], direction[..., 1], color="0.25", alpha=0.6, angles="xy",
-                      scale_units="xy", scale=1.0 / (0.6 * cell), width=0.004, headwidth=4)
+        draw_background(ax, self.extent, density=log_prob, score=score, title=title, cmap=cmap,
+                        density_range=density_range, resolution=resolution, quiver_grid=quiver_grid)
         canvas = FigureCanvasAgg(fig)
         canvas.draw()
         rgb = np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)

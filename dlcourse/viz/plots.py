@@ -15,7 +15,7 @@ import numpy as np
 
 from .player import DEFAULT_DPI
 
-__all__ = ["scatter_frames", "evaluate_on_grid"]
+__all__ = ["scatter_frames", "evaluate_on_grid", "draw_background"]
 
 Extent = tuple[float, float, float, float]
 
@@ -48,6 +48,31 @@ def evaluate_on_grid(fn: Callable[[Any], Any], extent: Extent, resolution: int) 
     points = np.stack([gx.ravel(), gy.ravel()], axis=-1)  # (R*R, 2)
     values = _call_on_points(fn, points)
     return xs, ys, values.reshape(resolution, resolution, *values.shape[1:])
+
+
+def draw_background(ax: Any, extent: Extent, *, density: Callable[[Any], Any] | None = None,
+                    score: Callable[[Any], Any] | None = None, title: str | None = None, cmap: str = "Blues",
+                    density_range: float = 12.0, resolution: int = 160, quiver_grid: int = 17) -> None:
+    """The still part of a 2-D chain picture on ``ax``: limits, the log-density as a heat map clipped
+    ``density_range`` nats below its maximum, and the score's direction as equal-length arrows."""
+    xmin, xmax, ymin, ymax = extent
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=7, length=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if density is not None:
+        _, _, logp = evaluate_on_grid(density, extent, resolution)  # (R, R)
+        top = float(np.max(logp))
+        ax.imshow(np.clip(logp, top - density_range, top), origin="lower", extent=extent, cmap=cmap,
+                  interpolation="bilinear", aspect="equal", vmin=top - density_range, vmax=top)
+    if score is not None:
+        xs, ys, s = evaluate_on_grid(score, extent, quiver_grid)  # (Q, Q, 2)
+        direction = s / np.maximum(np.linalg.norm(s, axis=-1, keepdims=True), 1e-12)
+        cell = (xmax - xmin) / quiver_grid
+        ax.quiver(xs, ys, direction[..., 0], direction[..., 1], color="0.25", alpha=0.6, angles="xy",
+                  scale_units="xy", scale=1.0 / (0.6 * cell), width=0.004, headwidth=4)
 
 
 def scatter_frames(
@@ -118,29 +143,8 @@ def scatter_frames(
 
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     ax = fig.add_subplot()
-    ax.set_xlim(xmin, xmax)
-    ax.set_ylim(ymin, ymax)
-    ax.set_aspect("equal")
-    ax.tick_params(labelsize=7, length=2)
-    if title:
-        ax.set_title(title, fontsize=9)
-
-    if density is not None:
-        _, _, logp = evaluate_on_grid(density, extent, resolution)  # (R, R)
-        top = float(np.max(logp))
-        ax.imshow(
-            np.clip(logp, top - density_range, top), origin="lower", extent=extent, cmap=cmap,
-            interpolation="bilinear", aspect="equal", vmin=top - density_range, vmax=top,
-        )
-    if score is not None:
-        xs, ys, s = evaluate_on_grid(score, extent, quiver_grid)  # (Q, Q, 2)
-        norm = np.linalg.norm(s, axis=-1, keepdims=True)
-        direction = s / np.maximum(norm, 1e-12)
-        cell = (xmax - xmin) / quiver_grid
-        ax.quiver(
-            xs, ys, direction[..., 0], direction[..., 1], color="0.25", alpha=0.6,
-            angles="xy", scale_units="xy", scale=1.0 / (0.6 * cell), width=0.004, headwidth=4,
-        )
+    draw_background(ax, extent, density=density, score=score, title=title, cmap=cmap,
+                    density_range=density_range, resolution=resolution, quiver_grid=quiver_grid)
 
     lines = None
     if trail > 0:
