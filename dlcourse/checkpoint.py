@@ -36,6 +36,8 @@ __all__ = [
     "record_in_manifest",
     "update_manifest_metrics",
     "load_model_weights",
+    "is_shipped",
+    "record_if_shipped",
 ]
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "checkpoints"
@@ -209,6 +211,28 @@ def load_model_weights(name_or_path: str | os.PathLike, kind: str | None = None
         ckpt = load_training_state(path, kind=kind)
         state, meta = ckpt["ema"], ckpt.get("meta", {})
     return state, meta, path
+
+
+def is_shipped(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is in ``dlcourse/checkpoints/``: a file written there is a shipped checkpoint."""
+    return Path(path).resolve().parent == SHIPPED_DIR
+
+
+def record_if_shipped(path: str | os.PathLike, *, what: str, data: str, command: str,
+                      metrics: dict[str, Any] | None = None) -> bool:
+    """Record a file written into ``dlcourse/checkpoints/`` in the manifest (name = file stem) with the exact command
+    that produced it; do nothing for a file elsewhere. Returns whether it was recorded.
+
+    A ``--resume`` flag is dropped from the recorded command: `dlcourse.train.fit` resumes exactly (same weights,
+    optimiser, RNG and data stream), so the command without it, run from scratch, rebuilds the same weights."""
+    import shlex
+
+    if not is_shipped(path):
+        return False
+    command = " ".join(shlex.quote(a) for a in shlex.split(command) if a != "--resume")
+    record_in_manifest(Path(path).stem, path, what=what, data=data, command=command, metrics=metrics)
+    print(f"recorded {Path(path).stem!r} in {MANIFEST}")
+    return True
 
 
 def update_manifest_metrics(name: str, metrics: dict[str, Any], command: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from .config import Presets
 
-__all__ = ["Family", "RunOptions", "FAMILY_MODULES", "families"]
+__all__ = ["Family", "RunOptions", "FAMILY_MODULES", "families", "export_trained"]
 
 # One entry per family module; each defines FAMILY = Family(...).
 FAMILY_MODULES: list[str] = ["dlcourse.score.family", "dlcourse.sde.family", "dlcourse.rl.family", "dlcourse.rl.family_bc", "dlcourse.rl.family_gail", "dlcourse.discrete.family", "dlcourse.discrete.family_sedd", "dlcourse.discrete.family_ar"]
@@ -53,3 +53,30 @@ def families() -> dict[str, Family]:
         fam = importlib.import_module(module).FAMILY
         out[fam.name] = fam
     return out
+
+
+def export_trained(run: RunOptions, kind: str, cfg: Any, state_dict: dict, metrics: dict,
+                   describe: Callable[[], tuple[str, str]]) -> None:
+    """``--export``: write the trained (EMA) weights as .safetensors with the kind, config, metrics and command;
+    an export into ``dlcourse/checkpoints/`` is also recorded in the manifest, with ``describe() -> (what, data)``."""
+    from .checkpoint import export_weights, is_shipped, record_if_shipped
+    from .config import config_to_dict
+
+    if run.export is None:
+        return
+    meta = {"kind": kind, "config": config_to_dict(cfg), "metrics": metrics, "command": run.command}
+    export_weights(run.export, state_dict, meta, overwrite=run.force)
+    print(f"{kind}: exported EMA weights to {run.export}")
+    if is_shipped(run.export):
+        what, data = describe()
+        record_if_shipped(run.export, what=what, data=data, command=run.command, metrics=metrics)
+
+
+def check_output(out: Path, force: bool, suffixes: tuple[str, ...] = (".png", ".pt")) -> None:
+    """A ``--out`` file for samples: one of ``suffixes``, and never an existing file unless ``force``."""
+    from .errors import ConfigError
+
+    if out.suffix not in suffixes:
+        raise ConfigError(f"--out must end in {' or '.join(suffixes)}, got {out}")
+    if out.exists() and not force:
+        raise ConfigError(f"{out} exists; refusing to overwrite it (pass --force or choose another --out)")

@@ -268,6 +268,9 @@ def fit(
             signal.signal(signal.SIGINT, old_handler)
         if bar is not None:
             bar.close()
+    if not metrics and out is not None:  # resumed a run that had already finished: report its last logged line
+        logged = read_metrics(out)
+        metrics = logged[-1] if logged else {}
     model.eval()
     ema_model = copy.deepcopy(model)
     if ema is not None:

@@ -80,3 +80,34 @@ def test_exported_weights_errors(tmp_path):
     (tmp_path / "p.safetensors").write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_weights(tmp_path / "p.safetensors")
+
+
+def test_export_into_the_shipped_folder_is_recorded_once_with_a_clean_command(tmp_path, monkeypatch):
+    import dlcourse.checkpoint as ck
+    from dlcourse.config import TrainConfig
+    from dlcourse.registry import RunOptions, export_trained
+
+    cfg = TrainConfig(steps=3)
+    shipped = tmp_path / "checkpoints"
+    shipped.mkdir()
+    monkeypatch.setattr(ck, "SHIPPED_DIR", shipped.resolve())
+    monkeypatch.setattr(ck, "MANIFEST", shipped.resolve() / "manifest.json")
+    described = []
+
+    def describe():
+        described.append(True)
+        return "a test model", "no data"
+
+    state = {"w": torch.ones(2)}
+    elsewhere = RunOptions(out_dir=tmp_path / "run", resume=False, device="cpu", export=tmp_path / "mine.safetensors",
+                           command="dlcourse train ncsn --resume --out run")
+    export_trained(elsewhere, "ncsn", cfg, state, {"loss": 1.0}, describe)
+    assert (tmp_path / "mine.safetensors").exists() and not described  # not shipped: no manifest entry
+    run = RunOptions(out_dir=tmp_path / "run", resume=True, device="cpu", export=shipped / "toy.safetensors",
+                     command="dlcourse train ncsn --resume --out run")
+    export_trained(run, "ncsn", cfg, state, {"loss": 1.0}, describe)
+    entry = ck.read_manifest()["toy"]
+    assert entry["kind"] == "ncsn" and entry["what"] == "a test model" and entry["metrics"] == {"loss": 1.0}
+    assert entry["config"]["steps"] == 3
+    assert entry["command"] == "dlcourse train ncsn --out run"  # --resume dropped: resuming is exact
+    assert entry["sha256"] == ck.sha256_file(shipped / "toy.safetensors")

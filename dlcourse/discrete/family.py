@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..config import Presets, TrainConfig, config_from_dict, config_to_dict
+from ..config import Presets, TrainConfig, config_from_dict
 from ..data.text import MASK_ID, VOCAB_SIZE, decode
 from ..errors import ConfigError
 from .graphs import Graph, make_graph
@@ -291,7 +291,7 @@ def evaluate_bpc(model, cfg: TextConfig, data: torch.Tensor, seed: int = 0) -> d
 
 def train(cfg: TextConfig, run) -> Any:
     """``dlcourse train {mdlm,sedd,ar}``: build data and model, run the shared loop, evaluate bpc, export if asked."""
-    from ..checkpoint import export_weights
+    from ..registry import export_trained
     from ..train import fit
     from ..utils import count_parameters, seed_all
 
@@ -309,12 +309,30 @@ def train(cfg: TextConfig, run) -> Any:
             metrics["entropy_bpc"] = markov_chain(cfg).window_entropy(cfg.seq_len)
             extra = f" (the chain's entropy: {metrics['entropy_bpc']:.4f})"
         print(f"{cfg.kind}: held-out bits per character {ev['bpc']:.4f}{extra}")
-    if run.export is not None:
-        meta = {"kind": cfg.kind, "config": config_to_dict(cfg), "metrics": metrics, "command": run.command}
-        export_weights(run.export, result.ema_model.state_dict(), meta, overwrite=run.force)
-        print(f"{cfg.kind}: exported EMA weights to {run.export}")
+    export_trained(run, cfg.kind, cfg, result.ema_model.state_dict(), metrics, lambda: _describe(cfg, model))
     result.metrics = metrics
     return result
+
+
+def _describe(cfg: TextConfig, model) -> tuple[str, str]:
+    """(what, data) lines of a manifest entry."""
+    from ..utils import count_parameters
+
+    m = cfg.model
+    net = (f"transformer ({m.n_layers} blocks, dim {m.dim}, {count_parameters(model) / 1e6:.1f}M params, "
+           f"{'causal, KV-cache decoding' if cfg.kind == 'ar' else 'bidirectional'}"
+           f"{', time-conditioned' if cfg.kind != 'ar' and m.time_conditioning else ''})")
+    what = {"ar": f"autoregressive character {net}; the baseline and the judge of sample quality",
+            "mdlm": f"masked diffusion LM (MDLM, SUBS, {cfg.noise.schedule} schedule), {net}",
+            "sedd": f"SEDD on the {cfg.noise.graph} graph ({cfg.noise.schedule} schedule), {net}"}[cfg.kind]
+    if cfg.data == "markov":
+        data = f"samples of a {cfg.markov_symbols}-symbol Markov chain (seed {cfg.markov_seed})"
+    else:
+        shuffle = f", cut into {cfg.shuffle_chunk:,}-character chunks shuffled with seed 0" if cfg.shuffle_chunk else ""
+        data = f"{cfg.data}, text8-normalised{shuffle}, split 90/5/5 (dlcourse.data.text.prepare_corpus)"
+    how = "exact -log2 p / L" if cfg.kind == "ar" else f"the NELBO upper bound ({cfg.eval_times} draws of t per window)"
+    data += f"; eval_bpc: {how} on {cfg.eval_windows} windows of {cfg.seq_len} characters of the valid split"
+    return what, data
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import record_if_shipped
 from ..config import Presets, config_to_dict
 from ..errors import CheckpointError, ConfigError
 from .envs import resolve_env_id
@@ -35,7 +36,7 @@ from .ppo import PPOConfig
 
 __all__ = ["ExpertConfig", "PRESETS", "FAMILY", "POLICY_KIND", "export_policy", "load_policy", "load_demos",
            "add_env_arg", "apply_env_arg", "write_metrics", "train_expert", "add_eval_args", "evaluate_policy_cmd", "evaluate_policy_args",
-           "record_if_shipped", "describe_policy"]
+           "describe_policy"]
 
 POLICY_KIND = "rl_policy"
 
@@ -123,18 +124,6 @@ def load_demos(name_or_path: str | Path, env: str | None = None):
         raise ConfigError(f"demonstrations {name_or_path} are for {demos.meta.get('env_id')}, not "
                           f"{resolve_env_id(env)}; pass --set demos=PATH with {env} demonstrations")
     return demos
-
-
-def record_if_shipped(path: str | Path, *, what: str, data: str, command: str, metrics: dict) -> None:
-    """A file written into ``dlcourse/checkpoints/`` is shipped: record it (name = file stem) in the manifest with
-    the exact command that produced it."""
-    from ..checkpoint import SHIPPED_DIR, record_in_manifest
-
-    path = Path(path)
-    if path.resolve().parent != SHIPPED_DIR:
-        return
-    record_in_manifest(path.stem, path, what=what, data=data, command=command, metrics=metrics)
-    print(f"recorded {path.stem!r} in {SHIPPED_DIR / 'manifest.json'}")
 
 
 def describe_policy(policy: ActorCritic, algo: str, env_id: str) -> str:

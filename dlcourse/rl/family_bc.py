@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..checkpoint import record_if_shipped
 from ..config import Presets
 from ..errors import CheckpointError
 from .bc import BCConfig, train_bc
 from .envs import env_spaces, resolve_env_id
 from .family import (add_env_arg, add_eval_args, apply_env_arg, describe_policy, evaluate_policy_cmd, export_policy,
-                     load_demos, record_if_shipped)
+                     load_demos)
 
 __all__ = ["PRESETS", "FAMILY", "train"]
 

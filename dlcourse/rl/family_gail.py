@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..checkpoint import record_if_shipped
 from ..config import Presets
 from ..errors import CheckpointError, ConfigError
 from .envs import env_spaces, resolve_env_id
 from .family import (add_env_arg, add_eval_args, apply_env_arg, describe_policy, evaluate_policy_cmd, export_policy,
-                     load_demos, record_if_shipped, write_metrics)
+                     load_demos, write_metrics)
 from .gail import GAILConfig, train_gail
 from .ppo import PPOConfig
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..config import Presets, TrainConfig, config_from_dict, config_to_dict
+from ..config import Presets, TrainConfig, config_from_dict
 from ..errors import CheckpointError, ConfigError
 from .langevin import CONVENTIONS, annealed_langevin_dynamics
 from .losses import ncsn_loss
@@ -293,8 +293,8 @@ def sigmas_of(cfg: NCSNConfig) -> torch.Tensor:
 
 def train(cfg: NCSNConfig, run) -> Any:
     """``dlcourse train ncsn``: resolve the ladder, build data and model, run the shared loop, export if asked."""
-    from ..checkpoint import export_weights
-    from ..train import DistributionSampler, TensorSampler, fit, read_metrics
+    from ..registry import export_trained
+    from ..train import DistributionSampler, TensorSampler, fit
     from ..utils import seed_all
 
     seed_all(cfg.train.seed)
@@ -319,16 +319,9 @@ def train(cfg: NCSNConfig, run) -> Any:
     model = build_model(cfg)
     result = fit(model, loss_fn, sampler, cfg.train, run.out_dir, kind=KIND, config=cfg, device=run.device,
                  resume=run.resume)
-    if not result.metrics and run.out_dir is not None:  # resumed a finished run: report its last logged line
-        logged = read_metrics(run.out_dir)
-        result.metrics = logged[-1] if logged else {}
     print(f"ncsn: trained {result.step} steps, last loss {result.metrics.get('loss', float('nan')):.4g}; "
           f"run folder {run.out_dir}")
-    if run.export is not None:
-        meta = {"kind": KIND, "config": config_to_dict(cfg), "metrics": result.metrics, "command": run.command}
-        export_weights(run.export, result.ema_model.state_dict(), meta, overwrite=run.force)
-        print(f"ncsn: exported EMA weights to {run.export}")
-        _record_if_shipped(Path(run.export), cfg, result.metrics, run.command)
+    export_trained(run, KIND, cfg, result.ema_model.state_dict(), result.metrics, lambda: _describe(cfg))
     return result
 
 
@@ -355,25 +348,6 @@ def _describe(cfg: NCSNConfig) -> tuple[str, str]:
     else:
         data = f"{cfg.data} train split{f' (first {cfg.data_limit})' if cfg.data_limit else ''}, pixels in [0, 1]"
     return what, data
-
-
-def _record_if_shipped(path: Path, cfg: NCSNConfig, metrics: dict, command: str) -> None:
-    """An export into ``dlcourse/checkpoints/`` is a shipped checkpoint: record it (name = file stem) in the
-    manifest with the exact command that produced it.
-
-    A ``--resume`` flag is dropped from the recorded command: `dlcourse.train.fit` resumes exactly (same weights,
-    optimiser, RNG and data stream), so the command without it, run from scratch, rebuilds the same weights.
-    """
-    import shlex
-
-    from ..checkpoint import SHIPPED_DIR, record_in_manifest
-
-    if path.resolve().parent != SHIPPED_DIR:
-        return
-    command = " ".join(shlex.quote(a) for a in shlex.split(command) if a != "--resume")
-    what, data = _describe(cfg)
-    record_in_manifest(path.stem, path, what=what, data=data, command=command, metrics=metrics)
-    print(f"ncsn: recorded {path.stem!r} in {SHIPPED_DIR / 'manifest.json'}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -495,15 +469,13 @@ def _add_sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sample_cmd(args: argparse.Namespace) -> int:
+    from ..registry import check_output
     from ..utils import get_device
 
     device = get_device(args.device)
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
-    if args.out.suffix not in (".png", ".pt"):
-        raise ConfigError(f"--out must end in .png or .pt, got {args.out}")
-    if args.out.exists() and not args.force:
-        raise ConfigError(f"{args.out} exists; refusing to overwrite it (pass --force or choose another --out)")
+    check_output(args.out, args.force)
     model, cfg = load_ncsn(args.checkpoint, device)
     overrides: dict[str, Any] = {}
     if args.steps_each is not None:

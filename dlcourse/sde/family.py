@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import Presets, TrainConfig, config_from_dict, config_to_dict
+from ..config import Presets, TrainConfig, config_from_dict
 from ..errors import ConfigError
 from ..utils import unsqueeze_as
 from .likelihood import image_bits_per_dim, log_likelihood
@@ -160,7 +160,7 @@ def _images(cfg: SDEConfig, split: str) -> torch.Tensor:
 
 def train(cfg: SDEConfig, run) -> Any:
     """``dlcourse train sde``: data, model and the continuous-time DSM loss through the shared loop."""
-    from ..checkpoint import export_weights
+    from ..registry import export_trained
     from ..train import DistributionSampler, TensorSampler, fit
     from ..utils import seed_all
 
@@ -182,26 +182,18 @@ def train(cfg: SDEConfig, run) -> Any:
                  resume=run.resume)
     print(f"sde: trained {result.step} steps, last loss {result.metrics.get('loss', float('nan')):.4g}; "
           f"run folder {run.out_dir}")
-    if run.export is not None:
-        meta = {"kind": KIND, "config": config_to_dict(cfg), "metrics": result.metrics, "command": run.command}
-        export_weights(run.export, result.ema_model.state_dict(), meta, overwrite=run.force)
-        print(f"sde: exported EMA weights to {run.export}")
-        _record_if_shipped(Path(run.export), cfg, result.metrics, run.command)
+    export_trained(run, KIND, cfg, result.ema_model.state_dict(), result.metrics, lambda: _describe(cfg))
     return result
 
 
-def _record_if_shipped(path: Path, cfg: SDEConfig, metrics: dict, command: str) -> None:
-    from ..checkpoint import SHIPPED_DIR, record_in_manifest
-
-    if path.resolve().parent != SHIPPED_DIR:
-        return
+def _describe(cfg: SDEConfig) -> tuple[str, str]:
+    """(what, data) lines of a manifest entry."""
     nparams = sum(p.numel() for p in build_model(cfg).parameters())
     what = (f"score SDE model ({cfg.sde.upper()} SDE, {cfg.arch.upper()} with {nparams / 1e6:.2f}M parameters, "
             f"s(x, t) = net(x, t) / std(t), {cfg.weighting} weighting)")
     data = (f"2-D toy {cfg.toy!r} (dlcourse.data.toy2d)" if cfg.data == "toy"
             else f"{cfg.data} train split, pixels mapped to [-1, 1]")
-    record_in_manifest(path.stem, path, what=what, data=data, command=command, metrics=metrics)
-    print(f"sde: recorded {path.stem!r} in {SHIPPED_DIR / 'manifest.json'}")
+    return what, data
 
 
 def load_sde_model(name_or_path: str | Path, device: torch.device | str | None = None) -> tuple[ScoreModel, SDEConfig]:
@@ -302,15 +294,13 @@ def _add_sample_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sample_cmd(args: argparse.Namespace) -> int:
+    from ..registry import check_output
     from ..score.family import save_image_grid, save_scatter
     from ..utils import get_device
 
     if args.n < 1:
         raise ConfigError(f"--n must be at least 1, got {args.n}")
-    if args.out.suffix not in (".png", ".pt"):
-        raise ConfigError(f"--out must end in .png or .pt, got {args.out}")
-    if args.out.exists() and not args.force:
-        raise ConfigError(f"{args.out} exists; refusing to overwrite it (pass --force or choose another --out)")
+    check_output(args.out, args.force)
     device = get_device(args.device)
     model, cfg = load_sde_model(args.checkpoint, device)
     gen = torch.Generator(device=device).manual_seed(args.seed)
