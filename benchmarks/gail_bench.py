@@ -33,7 +33,8 @@ import torch
 
 from dlcourse.rl.bc import BCConfig, train_bc
 from dlcourse.rl.envs import make_env
-from dlcourse.rl.family import load_demos, load_policy
+from dlcourse.rl.demos import load_demos
+from dlcourse.rl.policies import load_policy
 from dlcourse.rl.gail import GAILConfig, train_gail
 from dlcourse.rl.policies import ActorCritic
 from dlcourse.rl.ppo import collect_rollout, evaluate, normalised_return

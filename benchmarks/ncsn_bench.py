@@ -47,9 +47,10 @@ def _timed(fn, repeats: int, device: torch.device, warmup=None) -> list[float]:
 
 def bench_toy_chain(device, particles: int, steps: int, repeats: int, exact: bool) -> dict:
     from dlcourse.data.toy2d import two_gaussians
-    from dlcourse.score import annealed_langevin_dynamics, load_ncsn, sigmas_of
+    from dlcourse import load
+    from dlcourse.score import annealed_langevin_dynamics, sigmas_of
 
-    model, cfg = load_ncsn("ncsn_toy", device)
+    model, cfg = load("ncsn_toy", device)
     sigmas = sigmas_of(cfg).to(device)
     levels = max(1, steps // cfg.sampler.n_steps_each)
     if levels > len(sigmas):
@@ -76,9 +77,10 @@ def bench_toy_chain(device, particles: int, steps: int, repeats: int, exact: boo
 
 
 def bench_digits_sampling(device, n: int, repeats: int) -> dict:
-    from dlcourse.score import load_ncsn, sample_ncsn
+    from dlcourse import load
+    from dlcourse.score import sample_ncsn
 
-    model, cfg = load_ncsn("ncsn_digits", device)
+    model, cfg = load("ncsn_digits", device)
     g = torch.Generator(device=device).manual_seed(0)
     total = cfg.noise.num_levels * cfg.sampler.n_steps_each
     times = _timed(lambda: sample_ncsn(model, cfg, n, generator=g, device=device), repeats, device,
@@ -90,15 +92,15 @@ def bench_digits_sampling(device, n: int, repeats: int) -> dict:
 
 def bench_digits_training(device, steps: int, repeats: int, bf16: bool, compile_: bool) -> dict:
     from dlcourse.data.images import load_images
-    from dlcourse.score import build_model, ncsn_loss, resolve_config, sigmas_of
-    from dlcourse.score.family import PRESETS
+    from dlcourse.score import FAMILY, ncsn_loss, resolve_config, sigmas_of
+    from dlcourse.score.config import PRESETS
 
     cfg = PRESETS.get("digits")
     data, _ = load_images("digits", "train")
     cfg = resolve_config(cfg, data)
     sigmas = sigmas_of(cfg).to(device)
     torch.manual_seed(0)
-    model = build_model(cfg).to(device)
+    model = FAMILY.build_model(cfg).to(device)
     fwd = torch.compile(model) if compile_ else model
     opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     bs = cfg.train.batch_size

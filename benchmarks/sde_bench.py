@@ -46,9 +46,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     mix = GaussianMixture([0.8, 0.2], [[5.0, 5.0], [-5.0, -5.0]], 1.0, dtype=torch.float64)
     if args.checkpoint:
-        from dlcourse.sde.family import load_sde_model
+        from dlcourse import load
 
-        model, cfg = load_sde_model(args.checkpoint)
+        model, cfg = load(args.checkpoint)
         model = model.double()
         sde, score, what = model.sde, model, f"trained model {args.checkpoint}"
     else:

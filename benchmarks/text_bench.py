@@ -32,8 +32,9 @@ import torch
 from dlcourse.config import TrainConfig
 from dlcourse.data.text import MASK_ID, VOCAB_SIZE
 from dlcourse.discrete.evaluate import ar_bpc, generative_perplexity, tokens_per_second
-from dlcourse.discrete.family import (ModelConfig, NoiseConfig, TextConfig, build_model, eval_windows,
-                                      evaluate_bpc, generate, load_text_model, make_loss, make_sampler, markov_chain)
+from dlcourse.discrete.config import ModelConfig, NoiseConfig, TextConfig
+from dlcourse.discrete.family import eval_windows, evaluate_bpc, generate, markov_chain
+from dlcourse.registry import family
 from dlcourse.train import fit
 from dlcourse.utils import count_parameters, get_device, seed_all
 
@@ -63,10 +64,11 @@ def bench_markov(steps: int, device: torch.device) -> list[dict]:
     rows = []
     for name, kind, graph in MARKOV_MODELS:
         cfg = markov_config(kind, graph, steps, device)
+        fam = family(kind)
         seed_all(0)
-        model = build_model(cfg)
+        model = fam.build_model(cfg)
         start = time.perf_counter()
-        result = fit(model, make_loss(cfg), make_sampler(cfg), cfg.train, None, kind=kind, device=device)
+        result = fit(model, fam.loss(cfg), fam.train_data(cfg), cfg.train, None, kind=kind, device=device)
         seconds = time.perf_counter() - start
         ev = evaluate_bpc(result.ema_model, cfg, eval_windows(cfg).to(device))
         entropy = markov_chain(cfg).window_entropy(cfg.seq_len)
@@ -79,7 +81,7 @@ def bench_markov(steps: int, device: torch.device) -> list[dict]:
 
 def _load(kind: str, checkpoints: Path | None, device: torch.device):
     src = checkpoints / f"{kind}_prose.safetensors" if checkpoints else f"{kind}_prose"
-    return load_text_model(src, kind, device)
+    return family(kind).load(src, device)
 
 
 def bench_sampling(device: torch.device, checkpoints: Path | None, length: int, batch: int,
@@ -141,13 +143,14 @@ def bench_throughput(device: torch.device, checkpoints: Path | None, steps: int)
             cfg.data = "markov"  # synthetic batches of the same shape: measures the model, not the data loader
             cfg.markov_symbols = VOCAB_SIZE
             cfg.train.steps, cfg.train.bf16, cfg.train.compile, cfg.train.progress = steps, bf16, compiled, False
+            fam = family(kind)
             seed_all(0)
-            model = build_model(cfg)
+            model = fam.build_model(cfg)
             warm = copy.deepcopy(cfg.train)
             warm.steps = 3
-            fit(copy.deepcopy(model), make_loss(cfg), make_sampler(cfg), warm, None, kind=kind, device=device)
+            fit(copy.deepcopy(model), fam.loss(cfg), fam.train_data(cfg), warm, None, kind=kind, device=device)
             start = time.perf_counter()
-            fit(model, make_loss(cfg), make_sampler(cfg), cfg.train, None, kind=kind, device=device)
+            fit(model, fam.loss(cfg), fam.train_data(cfg), cfg.train, None, kind=kind, device=device)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - start

@@ -6,3 +6,12 @@ Families: score matching and NCSN (`dlcourse.score`), score SDEs (`dlcourse.sde`
 """
 
 __version__ = "0.1.0"
+
+
+def load(name_or_path, device=None):
+    """``(model, config)`` of any trained model, in eval mode: a shipped name (``"ncsn_digits"``), an exported
+    ``.safetensors`` file, a run folder or its ``ckpt.pt``; the family is read from the file (see
+    `dlcourse.registry.load`). Policies come back as ``(policy, header)``."""
+    from .registry import load as _load
+
+    return _load(name_or_path, device)

@@ -36,6 +36,7 @@ __all__ = [
     "record_in_manifest",
     "update_manifest_metrics",
     "load_model_weights",
+    "resolve_path",
     "is_shipped",
     "record_if_shipped",
 ]
@@ -193,16 +194,22 @@ def record_in_manifest(name: str, path: str | os.PathLike, *, what: str, data: s
     return entry
 
 
+def resolve_path(name_or_path: str | os.PathLike) -> Path:
+    """An existing path as it is, or a bare name (no folder, no suffix) as the shipped file of that name."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    if path.suffix or len(path.parts) > 1:
+        raise CheckpointError(f"no checkpoint: no file at {path}")
+    return shipped_path(str(name_or_path))
+
+
 def load_model_weights(name_or_path: str | os.PathLike, kind: str | None = None
                        ) -> tuple[dict[str, torch.Tensor], dict[str, Any], Path]:
     """The weights and metadata of a trained model, from any of the places a user may point at:
     a shipped name (``"ncsn_digits"``), an exported ``.safetensors`` file, a run folder, or its ``ckpt.pt`` (whose
     EMA weights are used). Returns ``(state_dict, meta, path)``; ``meta["config"]`` rebuilds the model."""
-    path = Path(name_or_path)
-    if not path.exists():
-        if path.suffix or len(path.parts) > 1:
-            raise CheckpointError(f"no checkpoint at {path}")
-        path = shipped_path(str(name_or_path))
+    path = resolve_path(name_or_path)
     if path.is_dir():
         path = path / "ckpt.pt"
     if path.suffix == ".safetensors":

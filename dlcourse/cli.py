@@ -3,9 +3,13 @@
     dlcourse doctor        versions, device, data and checkpoint folders, and what is missing
     dlcourse lab           JupyterLab on the course map
 
-Families and the grader add their own subcommands (``train``, ``sample``, ``assign``, ``grade``...) through a
-``register(subparsers)`` function in the modules listed in `_COMMAND_MODULES`. Errors the user can fix
-(`DlcourseError`) print one line ``error: ...`` and exit with status 2.
+    dlcourse train|sample|eval FAMILY ...    every family of `dlcourse.registry.FAMILIES` (generic arguments here,
+                                             the family's own from its `Family`)
+
+The grader adds ``assign``, ``grade`` and ``release`` through a ``register(subparsers)`` function in the modules
+listed in `_COMMAND_MODULES`. Nothing heavy is imported before the arguments are parsed: ``dlcourse --help``
+imports neither torch nor any family. Errors the user can fix (`DlcourseError`) print one line ``error: ...`` and
+exit with status 2.
 """
 
 from __future__ import annotations
@@ -146,7 +150,9 @@ def cmd_lab(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=REPO_ROOT)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``dlcourse`` parser. Families are listed from `dlcourse.registry.FAMILIES` without importing them; only
+    the family that ``argv`` names (``train ncsn ...``) is imported, to add its own arguments."""
     parser = argparse.ArgumentParser(prog="dlcourse", description="dlcourse: the course's command line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -159,65 +165,111 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.set_defaults(func=cmd_lab, passthrough=True)
 
-    _add_family_commands(sub)
+    _add_family_commands(sub, list(argv or []))
     for module in _COMMAND_MODULES:
         importlib.import_module(module).register(sub)
     return parser
 
 
-def _add_family_commands(sub) -> None:
-    """``dlcourse train FAMILY`` for every registered family, ``sample`` and ``eval`` for those that define them."""
-    from .registry import families
+_FAMILY_COMMANDS = {"train": "train a model", "sample": "sample from a trained model",
+                    "eval": "evaluate a trained model"}
 
-    fams = families()
-    if not fams:
-        return
-    train = sub.add_parser("train", help="train a model: " + ", ".join(fams))
-    train_sub = train.add_subparsers(dest="family", metavar="FAMILY")
-    train_sub.required = True
-    for fam in fams.values():
-        p = train_sub.add_parser(fam.name, help=fam.help)
-        p.add_argument("--preset", default=fam.presets.names()[0],
-                       help=f"named configuration: {', '.join(fam.presets.names())} (default: %(default)s)")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config field, e.g. --set train.steps=500 (repeatable)")
-        p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/FAMILY-PRESET)")
-        p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-        p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: $DLCOURSE_DEVICE or best)")
-        p.add_argument("--export", type=Path, default=None, help="also write the EMA weights as .safetensors here")
-        p.add_argument("--force", action="store_true", help="allow --export to overwrite an existing file")
-        p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-        if fam.add_train_args:
-            fam.add_train_args(p)
-        p.set_defaults(func=_cmd_train, fam=fam)
-    for command, what, hook, add_args in [("sample", "sample from", "sample", "add_sample_args"),
-                                          ("eval", "evaluate", "evaluate", "add_eval_args")]:
-        having = [f for f in fams.values() if getattr(f, hook) is not None]
-        if not having:
-            continue
-        p = sub.add_parser(command, help=f"{what} a trained model: " + ", ".join(f.name for f in having))
+
+def _add_family_commands(sub, argv: list[str]) -> None:
+    """``dlcourse train|sample|eval FAMILY``; the arguments of the family named in ``argv`` only."""
+    from .registry import FAMILIES
+
+    named = [a for a in argv if not a.startswith("-")]
+    wanted = tuple(named[:2]) if len(named) >= 2 and named[0] in _FAMILY_COMMANDS else None
+    for command, what in _FAMILY_COMMANDS.items():
+        names = [n for n, (_, _, commands) in FAMILIES.items() if command in commands]
+        p = sub.add_parser(command, help=f"{what}: " + ", ".join(names))
         family_sub = p.add_subparsers(dest="family", metavar="FAMILY")
         family_sub.required = True
-        for fam in having:
-            fp = family_sub.add_parser(fam.name, help=fam.help)
-            fp.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
-            getattr(fam, add_args)(fp)
-            fp.set_defaults(func=lambda a, hook=hook: getattr(a.fam, hook)(a), fam=fam)
+        for name in names:
+            fp = family_sub.add_parser(name, help=FAMILIES[name][1], description=FAMILIES[name][1])
+            if wanted == (command, name):
+                from .registry import family
+
+                fam = family(name)
+                {"train": _train_args, "sample": _sample_args, "eval": _eval_args}[command](fp, fam)
+                fp.set_defaults(func={"train": _cmd_train, "sample": _cmd_sample, "eval": _cmd_eval}[command],
+                                fam=fam)
+
+
+def _field_choices(config: type, path: str) -> str:
+    """", one of: a, b, c" for a ``Literal`` config field, else ""."""
+    import typing
+
+    cls = config
+    *parents, leaf = path.split(".")
+    for name in parents:
+        cls = typing.get_type_hints(cls)[name]
+    hint = typing.get_type_hints(cls)[leaf]
+    return ", one of: " + ", ".join(typing.get_args(hint)) if typing.get_origin(hint) is typing.Literal else ""
+
+
+def _train_args(p: argparse.ArgumentParser, fam) -> None:
+    p.add_argument("--preset", default=fam.presets.names()[0],
+                   help=f"named configuration: {', '.join(fam.presets.names())} (default: %(default)s)")
+    for flag, path in fam.aliases.items():
+        p.add_argument(f"--{flag}", dest=f"alias_{flag}", default=None, metavar=flag.upper(),
+                       help=f"the same as --set {path}={flag.upper()}{_field_choices(fam.config, path)}")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field, e.g. --set train.steps=500 (repeatable)")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: runs/FAMILY-PRESET)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: $DLCOURSE_DEVICE or best)")
+    p.add_argument("--export", type=Path, default=None, help="also write the EMA weights as .safetensors here")
+    p.add_argument("--force", action="store_true", help="allow --export to overwrite an existing file")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+
+def _checkpoint_arg(p: argparse.ArgumentParser, fam) -> None:
+    p.add_argument("--checkpoint", "--policy", dest="checkpoint", default=fam.default_checkpoint,
+                   required=fam.default_checkpoint is None, metavar="NAME_OR_PATH",
+                   help="a shipped checkpoint name, a .safetensors export, a run folder or its ckpt.pt"
+                        + (" (default: %(default)s)" if fam.default_checkpoint else ""))
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps")
+
+
+def _sample_args(p: argparse.ArgumentParser, fam) -> None:
+    _checkpoint_arg(p, fam)
+    p.add_argument("--n", type=int, default=fam.sample_n, help="number of samples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler (default: %(default)s)")
+    p.add_argument("--out", type=Path, default=None, required=".txt" not in fam.sample_suffixes,
+                   help=f"output file: {' or '.join(fam.sample_suffixes)}")
+    if ".png" in fam.sample_suffixes:
+        p.add_argument("--scale", type=int, default=4, help="enlarge each image this many times in the PNG")
+    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    fam.add_sample_args(p)
+
+
+def _eval_args(p: argparse.ArgumentParser, fam) -> None:
+    _checkpoint_arg(p, fam)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--record", action="store_true",
+                   help="store the result in the shipped checkpoint's manifest entry (shipped names only)")
+    fam.add_eval_args(p)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    import shlex
+
+    return "dlcourse " + " ".join(shlex.quote(a) for a in args.argv)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     import json
-    import shlex
 
     from .config import apply_overrides, config_to_dict
     from .registry import RunOptions
     from .utils import get_device
 
     fam = args.fam
-    cfg = fam.presets.get(args.preset)
-    if fam.apply_train_args:
-        cfg = fam.apply_train_args(cfg, args)
-    cfg = apply_overrides(cfg, args.overrides)
+    aliases = [f"{path}={getattr(args, 'alias_' + flag)}" for flag, path in fam.aliases.items()
+               if getattr(args, "alias_" + flag) is not None]
+    cfg = apply_overrides(fam.presets.get(args.preset), aliases + args.overrides)
     if args.print_config:
         print(json.dumps(config_to_dict(cfg), indent=2))
         return 0
@@ -225,18 +277,55 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise DlcourseError(f"{args.export} exists; refusing to overwrite it (pass --force or choose another --export)")
     run = RunOptions(out_dir=args.out or Path("runs") / f"{fam.name}-{args.preset}", resume=args.resume,
                      device=get_device(args.device), export=args.export, force=args.force,
-                     command="dlcourse " + " ".join(shlex.quote(a) for a in args.argv))
+                     command=_command_line(args))
     fam.train(cfg, run)
     return 0
 
 
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .registry import check_output, write_samples
+    from .utils import get_device
+
+    fam = args.fam
+    if args.n < 1:
+        raise DlcourseError(f"--n must be at least 1, got {args.n}")
+    if args.out is not None:
+        check_output(args.out, args.force, fam.sample_suffixes)
+    device = get_device(args.device)
+    model, cfg = fam.load(args.checkpoint, device)
+    out = fam.sample(model, cfg, args.n, torch.Generator(device=device).manual_seed(args.seed), args)
+    write_samples(out, args.out, scale=getattr(args, "scale", 1), title=f"{fam.name} samples ({out.note})")
+    print(f"{fam.name}: {args.n} samples ({out.note})" + (f", written to {args.out}" if args.out else ""))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from .utils import get_device
+
+    fam = args.fam
+    model, cfg = fam.load(args.checkpoint, get_device(args.device))
+    metrics = fam.evaluate(model, cfg, args)
+    print(json.dumps(metrics) if args.json else fam.report(metrics))
+    if args.record:
+        from .checkpoint import update_manifest_metrics
+
+        update_manifest_metrics(args.checkpoint, metrics, _command_line(args))
+        print(f"{fam.name}: recorded the evaluation in the manifest entry of {args.checkpoint!r}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "passthrough", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.extra = extra  # `dlcourse lab` passes unknown options on to `jupyter lab`
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with exported checkpoints
+    args.argv = argv  # recorded with exported checkpoints
     try:
         return int(args.func(args) or 0)
     except DlcourseError as exc:

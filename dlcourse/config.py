@@ -1,8 +1,14 @@
-"""Typed configs, named presets and ``key=value`` overrides.
+"""Typed configs, named presets, ``key=value`` overrides, and registries of named choices.
 
 A model family defines one dataclass for its whole run (network, data, training), with a docstring per field
 (as ``#:`` comments), and a `Presets` table of plain values: the same entry point trains the ``toy`` and the
 ``gpu`` preset. ``dlcourse train FAMILY --preset NAME --set train.steps=500`` goes through `apply_overrides`.
+
+Every config dataclass derives from `Config`: constructing one checks its ``Literal`` fields and then runs its
+own ``check()`` (ranges, cross-field rules). A field that picks one of several things (an SDE, a graph, a data set)
+is typed ``Literal[...]``, built from the `Registry` of that concept (``SDEName = SDES.literal()``), so registering
+a new SDE is what makes ``--set sde=NEW`` valid. `validate` rebuilds a whole tree, so every check runs again after
+overrides, the nested ones first and the root's cross-field rules last; presets and overrides always go through it.
 """
 
 from __future__ import annotations
@@ -16,19 +22,79 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["TrainConfig", "Presets", "apply_overrides", "config_to_dict", "config_from_dict"]
+__all__ = ["Config", "TrainConfig", "Presets", "Registry", "apply_overrides", "validate", "config_to_dict",
+           "config_from_dict"]
 
 C = TypeVar("C")
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """The named choices of one concept: ``SDES = Registry("SDE")``, ``@SDES.register("vp") class VPSDE``.
+
+    ``get(name)`` is a one-line `ConfigError` listing the choices for an unknown name; ``literal()`` is the
+    ``Literal[...]`` type of a config field that names one of them.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str, item: T | None = None):
+        """Register ``item`` under ``name``; without ``item``, a decorator."""
+        def add(obj: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.what} {name!r} is registered twice")
+            self._items[name] = obj
+            return obj
+
+        return add if item is None else add(item)
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            raise ConfigError(f"unknown {self.what} {name!r}; choose one of: {', '.join(self._items)}")
+        return self._items[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._items)
+
+    def items(self):
+        return self._items.items()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def literal(self):
+        """``Literal["name1", "name2", ...]`` of the names registered so far."""
+        return typing.Literal[self.names()]
+
+
+class Config:
+    """Base of the config dataclasses: on construction every ``Literal`` field is checked, then `check` runs."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if typing.get_origin(hints[f.name]) is typing.Literal:
+                _coerce(hints[f.name], getattr(self, f.name), f.name)
+        self.check()
+
+    def check(self) -> None:
+        """Ranges and cross-field rules of this config (override; raise `ConfigError`)."""
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     """Options of the shared training loop (`dlcourse.train.fit`), the same for every model."""
 
     #: number of optimiser steps in the whole run (a resumed run continues up to this count)
     steps: int = 1000
-    #: examples per optimiser step
+    #: examples per optimiser step (the global batch, over all processes and micro-batches)
     batch_size: int = 128
+    #: split each step's batch into this many micro-batches, shared by the processes (gradient accumulation when
+    #: there are more micro-batches than processes); the same value gives the same run on any number of processes.
+    #: None: one per process
+    micro_batches: int | None = None
     #: peak learning rate of Adam
     lr: float = 2e-4
     #: linear warm-up length in steps (0: none)
@@ -41,10 +107,12 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     #: decay of the exponential moving average of the weights (None: no EMA)
     ema_decay: float | None = 0.999
-    #: bf16 autocast for the forward pass; only takes effect on CUDA
-    bf16: bool = True
+    #: bf16 autocast for the forward pass (weights and checkpoints stay float32); None: on CUDA only
+    bf16: bool | None = None
     #: wrap the model in torch.compile
     compile: bool = False
+    #: channels-last memory format for image models and batches (faster convolutions on some hardware)
+    channels_last: bool = False
     #: write a metrics line (and update the progress bar) every this many steps
     log_every: int = 50
     #: save a resumable checkpoint every this many steps (and always at the end)
@@ -54,11 +122,13 @@ class TrainConfig:
     #: show a tqdm progress bar
     progress: bool = True
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.steps < 0 or self.batch_size <= 0 or self.lr <= 0:
             raise ConfigError(f"steps must be >= 0, batch_size and lr > 0 (got {self.steps}, {self.batch_size}, {self.lr})")
         if self.ema_decay is not None and not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1) or None, got {self.ema_decay}")
+        if self.micro_batches is not None and self.micro_batches < 1:
+            raise ConfigError(f"micro_batches must be >= 1 or None, got {self.micro_batches}")
         if self.log_every <= 0 or self.ckpt_every <= 0:
             raise ConfigError("log_every and ckpt_every must be positive")
 
@@ -74,10 +144,11 @@ class Presets(Generic[C]):
         return list(self._presets)
 
     def get(self, name: str) -> C:
-        """A fresh copy of preset ``name`` (so a caller can change it); unknown names are a one-line error."""
+        """A fresh, validated copy of preset ``name`` (so a caller can change it); unknown names are a one-line
+        error."""
         if name not in self._presets:
             raise ConfigError(f"unknown preset {name!r} for {self.family}; choose one of: {', '.join(self._presets)}")
-        return copy.deepcopy(self._presets[name])
+        return validate(self._presets[name])
 
 
 def config_to_dict(cfg: Any) -> dict:
@@ -97,8 +168,16 @@ def config_from_dict(cls: type[C], data: dict) -> C:
     return cls(**kwargs)
 
 
+def validate(cfg: C) -> C:
+    """A checked copy of the config tree ``cfg``: every value coerced to its field's type (``Literal`` choices
+    included) and every `Config.check` run, the nested ones first and the root's cross-field checks last."""
+    return config_from_dict(type(cfg), config_to_dict(cfg))
+
+
 def apply_overrides(cfg: C, overrides: list[str] | None) -> C:
-    """Return a copy of ``cfg`` with ``["train.steps=500", "model.channels=64"]`` applied, values typed by field."""
+    """Return a copy of ``cfg`` with ``["train.steps=500", "model.channels=64"]`` applied, values typed by field,
+    then `validate`d as a whole (so overrides that only make sense together, such as ``data=toy`` and
+    ``model.arch=mlp``, can be given in any order)."""
     cfg = copy.deepcopy(cfg)
     for item in overrides or []:
         if "=" not in item:
@@ -114,9 +193,7 @@ def apply_overrides(cfg: C, overrides: list[str] | None) -> C:
             raise ConfigError(f"unknown config field {path!r}")
         hint = typing.get_type_hints(type(target))[leaf]
         setattr(target, leaf, _coerce(hint, _parse(raw), path))
-        if hasattr(target, "__post_init__"):
-            target.__post_init__()
-    return cfg
+    return validate(cfg)
 
 
 def _parse(raw: str) -> Any:

@@ -23,9 +23,13 @@ def get_device(prefer: str | None = None) -> torch.device:
     """The device to run on: ``prefer``, else ``$DLCOURSE_DEVICE``, else cuda, then mps, then cpu.
 
     An explicit request for a device this machine lacks is an error rather than a silent fall-back, so a
-    researcher who asked for ``cuda`` never trains on the CPU by accident.
+    researcher who asked for ``cuda`` never trains on the CPU by accident. Under ``torchrun`` (``LOCAL_RANK`` set)
+    a plain ``cuda`` means this process's own GPU, ``cuda:LOCAL_RANK``.
     """
     name = prefer or os.environ.get(_DEVICE_ENV, "").strip() or None
+    local_rank = os.environ.get("LOCAL_RANK")
+    if local_rank is not None and (name is None or name == "cuda") and torch.cuda.is_available():
+        return get_device(f"cuda:{int(local_rank)}")
     if name is None:
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -183,9 +183,10 @@ toy_player
 # stored in the checkpoint (100 steps per level and a final denoising step):
 
 # %% tags=["nbval-ignore-output"]
-from dlcourse.score import load_ncsn, sample_ncsn
+from dlcourse import load
+from dlcourse.score import sample_ncsn
 
-toy_model, toy_cfg = load_ncsn("ncsn_toy")
+toy_model, toy_cfg = load("ncsn_toy")
 learned = sample_ncsn(toy_model, toy_cfg, 1000, generator=torch.Generator().manual_seed(0)).double()
 heavy = (mix.component_of(learned) == 0).double().mean().item()
 print(f"ladder {toy_cfg.noise.sigma_max} -> {toy_cfg.noise.sigma_min} in {toy_cfg.noise.num_levels} levels, "
@@ -250,7 +251,7 @@ print(f"rule 4: eps = {eps:.4g} for T = 10 steps per level (code convention: x +
 # %%
 from dlcourse.utils import count_parameters
 
-model, cfg = load_ncsn("ncsn_digits")
+model, cfg = load("ncsn_digits")
 print(f"{count_parameters(model):,} parameters; ladder sigma_1 = {cfg.noise.sigma_max}, sigma_L = {cfg.noise.sigma_min}, "
       f"L = {cfg.noise.num_levels}; T = {cfg.sampler.n_steps_each}, eps = {cfg.sampler.eps} ({cfg.sampler.convention})")
 
@@ -260,9 +261,10 @@ print(f"{count_parameters(model):,} parameters; ladder sigma_1 = {cfg.noise.sigm
 # $\sigma \approx 0.3$ and $0.1$ shapes appear, and the last levels sharpen the strokes.
 
 # %% tags=["nbval-ignore-output"]
-from dlcourse.viz.langevin import image_chain_player, shipped_image_chain
+from dlcourse.score import model_image_chain
+from dlcourse.viz.langevin import image_chain_player
 
-chain = shipped_image_chain("ncsn_digits", n_images=16, seed=0, n_frames=44)
+chain = model_image_chain("ncsn_digits", n_images=16, seed=0, n_frames=44)
 digits_player = image_chain_player(chain, nrow=8, scale=6)
 digits_player.show(-1)
 
@@ -271,7 +273,7 @@ digits_player.show(-1)
 # Euclidean distance (bottom):
 
 # %% tags=["nbval-ignore-output"]
-from dlcourse.viz.langevin import image_grid
+from dlcourse.viz import image_grid
 
 samples = chain.frames[-1].clamp(0, 1)  # (16, 1, 8, 8)
 distance = torch.cdist(samples.reshape(16, -1), digits.reshape(len(digits), -1))  # (16, 1500)
@@ -295,6 +297,6 @@ print(f"distance to the nearest training digit: samples {distance.min(dim=1).val
 #
 # The ladder for the digits has 22 levels and 10 steps each. Halve $T$ to 5 and rule 4 gives a larger $\varepsilon$;
 # double $L$ with the same $\sigma_1$ and $\sigma_L$ and rule 2's overlap gets better. Which would you spend a fixed
-# budget of 220 network evaluations on, and why? (Try it: `shipped_image_chain("ncsn_digits", n_steps_each=5)`.)
+# budget of 220 network evaluations on, and why? (Try it: `model_image_chain("ncsn_digits", n_steps_each=5)`.)
 # The next part of the course lets the number of levels go to infinity: the ladder becomes a stochastic
 # differential equation, and annealed Langevin becomes one of several ways to solve it backwards in time.

@@ -180,8 +180,8 @@ from dlcourse.viz import FramePlayer, panel_frames
 
 x_T = vp.prior_sample((400, 2), generator=torch.Generator().manual_seed(3))
 sde_run = pc_sample(vp, exact_score, (400, 2), predictor="euler_maruyama", corrector="none", n_steps=200,
-                    x_init=x_T, generator=torch.Generator().manual_seed(4), record_every=5)
-ode_run = ode_sample(vp, exact_score, x_T=x_T, record_times=sde_run.times[1:])
+                    x_init=x_T, denoise=False, generator=torch.Generator().manual_seed(4), record_every=5)
+ode_run = ode_sample(vp, exact_score, x_T=x_T, denoise=False, record_times=sde_run.times[1:].clamp(min=vp.eps))
 
 
 def log_pt(x, t):
@@ -204,7 +204,7 @@ FramePlayer(frames, labels=labels, interval_ms=100)
 # solver to stop at each of them; left alone, it chooses its own steps:
 
 # %%
-ode_free = ode_sample(vp, exact_score, x_T=x_T)
+ode_free = ode_sample(vp, exact_score, x_T=x_T, denoise=False)
 for name, run in [("reverse SDE", sde_run), ("ODE, 40 recorded stops", ode_run), ("ODE, adaptive steps", ode_free)]:
     print(f"{name:<24} NFE {run.nfe:4d}   big-mode weight {(run.x.sum(1) > 0).float().mean():.2f}")
 
@@ -218,10 +218,11 @@ for name, run in [("reverse SDE", sde_run), ("ODE, 40 recorded stops", ode_run),
 # then the noise is larger than the strokes.
 
 # %% tags=["nbval-ignore-output"]
-from dlcourse.sde.family import load_sde_model
-from dlcourse.viz.langevin import image_grid, render_image_chain_pngs
+from dlcourse import load
+from dlcourse.viz import image_grid
+from dlcourse.viz.langevin import render_image_chain_pngs
 
-model, cfg = load_sde_model("sde_digits")
+model, cfg = load("sde_digits")
 run = pc_sample(model.sde, model, (32, 1, 8, 8), predictor="reverse_diffusion", corrector="langevin", snr=cfg.snr,
                 n_steps=200, generator=torch.Generator().manual_seed(0), record_every=10)
 images = ((run.frames + 1) / 2).clamp(0, 1)  # (F, 32, 1, 8, 8): the model works on [-1, 1]

@@ -139,9 +139,10 @@ plt.show()
 # **Tweedie τ-leaping** sampler (Theorem 4.2) goes from all-mask to text in any number of steps:
 
 # %% tags=["nbval-ignore-output"]
-from dlcourse.discrete.family import generate, load_text_model
+from dlcourse import load
+from dlcourse.discrete.family import generate
 
-sedd, cfg = load_text_model("sedd_prose")
+sedd, cfg = load("sedd_prose")
 out = generate(sedd, cfg, 3, 64, steps=64, generator=torch.Generator().manual_seed(0))
 for text in decode(out.tokens):
     print(text)

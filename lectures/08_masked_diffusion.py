@@ -162,9 +162,9 @@ def ancestral_sampler(model, n, length, steps, generator):
 
 # %%
 from dlcourse.checkpoint import read_manifest
-from dlcourse.discrete.family import load_text_model
+from dlcourse import load
 
-model, cfg = load_text_model("mdlm_prose")
+model, cfg = load("mdlm_prose")
 entry = read_manifest()["mdlm_prose"]
 print(f"mdlm_prose: {entry['size'] / 1e6:.1f} MB, held-out bound {entry['metrics']['eval_bpc']:.3f} bits/char")
 mine = ancestral_sampler(model, 2, 64, 32, torch.Generator().manual_seed(0))
@@ -180,7 +180,7 @@ print("same samples:", torch.equal(mine, package))
 # new one is drawn knowing every character already revealed, on both sides.
 
 # %% tags=["nbval-ignore-output"]
-from dlcourse.discrete.viz import text_frames
+from dlcourse.viz import text_frames
 from dlcourse.viz import FramePlayer
 
 out = mdlm_sample(model, schedule, text_graph, 2, 64, 64, generator=torch.Generator().manual_seed(1), record=True)

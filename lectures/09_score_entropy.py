@@ -401,10 +401,11 @@ for name in ("ar_prose", "mdlm_prose", "sedd_prose"):
 
 # %% tags=["nbval-ignore-output"]
 from dlcourse.data.text import ALPHABET, decode, encode
-from dlcourse.discrete.family import generate, load_text_model
+from dlcourse import load
+from dlcourse.discrete.family import generate
 from dlcourse.discrete.losses import sedd_log_score
 
-sedd, cfg = load_text_model("sedd_prose")
+sedd, cfg = load("sedd_prose")
 text_graph = Absorbing(27)  # 27 characters and the mask, id 27
 text = "the q_ick brown fox jumps over the l_zy dog and th_n it ran away"
 x = torch.tensor([[text_graph.mask_id if c == "_" else encode(c)[0] for c in text]])  # (1, 64)

@@ -34,10 +34,11 @@ device = setup_notebook(seed=0)
 
 # %%
 from dlcourse.checkpoint import read_manifest
-from dlcourse.discrete.family import build_noise, load_text_model
+from dlcourse import load
+from dlcourse.discrete.family import build_noise
 from dlcourse.utils import count_parameters
 
-models = {kind: load_text_model(f"{kind}_prose") for kind in ("ar", "mdlm", "sedd")}  # kind -> (model, config)
+models = {kind: load(f"{kind}_prose") for kind in ("ar", "mdlm", "sedd")}  # kind -> (model, config)
 manifest = read_manifest()
 for kind, (model, cfg) in models.items():
     print(f"{kind:5s} {count_parameters(model):,} parameters, time-conditioned: {model.time_conditioning!s:5s}  "

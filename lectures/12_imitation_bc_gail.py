@@ -48,7 +48,8 @@ device = setup_notebook(seed=0)
 # %%
 import torch
 
-from dlcourse.rl.family import load_demos, load_policy
+from dlcourse.rl.demos import load_demos
+from dlcourse.rl.policies import load_policy
 from dlcourse.rl.ppo import evaluate, normalised_return
 
 demos = load_demos("cartpole_demos", "cartpole")

@@ -3,11 +3,16 @@ on a gzipped text file, export, reload, sample with conditioning; bad input is o
 
 import gzip
 
+import numpy as np
+
 import pytest
 import torch
 
 from dlcourse.cli import main
-from dlcourse.discrete.family import PRESETS, TextConfig, generate, load_text_model
+from dlcourse import load
+from dlcourse.discrete.config import PRESETS, TextConfig
+from dlcourse.data.text import decode
+from dlcourse.discrete.family import generate
 from dlcourse.discrete.samplers import make_condition
 from dlcourse.errors import DlcourseError
 
@@ -22,7 +27,7 @@ def test_train_export_load_sample(kind, preset, tmp_path, capsys):
     assert main(["train", kind, "--preset", preset, "--out", str(tmp_path / "run"), "--export", str(export),
                  "--device", "cpu", *TINY]) == 0
     assert "held-out bits per character" in capsys.readouterr().out
-    model, cfg = load_text_model(export, kind)
+    model, cfg = load(export)
     assert cfg.kind == kind and cfg.seq_len == 12 and not model.training
     args = ["sample", kind, "--checkpoint", str(export), "--n", "2", "--steps", "4", "--prefix", "ab",
             "--out", str(tmp_path / "s.txt"), "--device", "cpu"]
@@ -34,7 +39,7 @@ def test_train_export_load_sample(kind, preset, tmp_path, capsys):
     if kind != "ar":
         assert all(s.endswith("c") and "_" not in s for s in lines)
     # the run folder's ckpt.pt loads too, and record=True gives the trajectory of the widget
-    model2, _ = load_text_model(tmp_path / "run", kind)
+    model2, _ = load(tmp_path / "run")
     out = generate(model2, cfg, 1, steps=3, record=True, generator=torch.Generator().manual_seed(0),
                    condition=make_condition(12, prefix="a") if kind != "ar" else None)
     assert out.tokens.shape == (1, 12) and len(out.trajectory) >= 3
@@ -48,7 +53,9 @@ def test_train_on_a_gzipped_text_file(tmp_path, monkeypatch, capsys):
     assert main(["train", "mdlm", "--preset", "cpu", "--data", str(src), "--out", str(tmp_path / "run"),
                  "--device", "cpu", *TINY, "--set", "shuffle_chunk=100"]) == 0
     assert "held-out bits per character" in capsys.readouterr().out
-    assert (tmp_path / "data" / "sources" / "book.txt").read_text().startswith("It was")
+    (corpus,) = (tmp_path / "data" / "corpora").iterdir()  # read straight from the .gz, normalised like text8
+    train = decode(np.fromfile(corpus / "train.bin", dtype=np.uint8))
+    assert "it was the best of times it was the worst of times one eight five nine" in train
 
 
 def _fails_with(args, capsys, message: str) -> None:
@@ -61,7 +68,7 @@ def test_bad_input_is_one_line(tmp_path, capsys):
     _fails_with(["train", "ar", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r")], capsys,
                 "is not markov, text8 or an existing text file")
     with pytest.raises(DlcourseError, match="absorbing"):
-        TextConfig(kind="mdlm", noise=PRESETS.get("toy").noise.__class__(graph="uniform"))
+        TextConfig(kind="mdlm", noise=PRESETS["mdlm"].get("toy").noise.__class__(graph="uniform"))
     export = tmp_path / "ar.safetensors"
     assert main(["train", "ar", "--out", str(tmp_path / "run"), "--export", str(export), "--device", "cpu",
                  *TINY]) == 0

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from dlcourse.data.text import MASK_ID, encode
-from dlcourse.discrete.viz import text_frame, text_frames
+from dlcourse.viz.text import text_frame, text_frames
 
 
 def _pixels(png: bytes) -> np.ndarray:

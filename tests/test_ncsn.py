@@ -12,10 +12,14 @@ from torch import nn
 
 from dlcourse.cli import main
 from dlcourse.errors import ConfigError
-from dlcourse.score import (NCSN, build_model, geometric_sigmas, load_ncsn, max_pairwise_distance,
+from dlcourse import load
+from dlcourse.score import (NCSN, geometric_sigmas, max_pairwise_distance,
                             ncsnv2_gamma, ncsnv2_num_levels, ncsnv2_ratio_condition, ncsnv2_step_size,
                             ncsnv2_variance_ratio, resolve_config, sample_ncsn, sigmas_of)
-from dlcourse.score.family import PRESETS, NCSNConfig, NoiseConfig, SamplerConfig
+from dlcourse.score.config import PRESETS, NCSNConfig, NoiseConfig, SamplerConfig
+from dlcourse.score.family import FAMILY
+
+build_model = FAMILY.build_model
 
 # ----------------------------------------------------------------------------------------------------------------
 # the ladder and NCSNv2's techniques (Song & Ermon 2020, Section 3)
@@ -188,9 +192,9 @@ def test_cli_train_export_load_and_sample(tmp_path, capsys):
                "--out", str(tmp_path / "run"), "--export", str(export), "--device", "cpu"])
     assert rc == 0 and export.exists()
     assert "recorded" not in capsys.readouterr().out  # only exports into dlcourse/checkpoints/ enter the manifest
-    model, cfg = load_ncsn(export)
+    model, cfg = load(export)
     assert cfg.data == "toy" and cfg.noise.num_levels == 20 and not model.training
-    model2, _ = load_ncsn(tmp_path / "run")  # a run folder: its ckpt.pt's EMA weights, the same as the export
+    model2, _ = load(tmp_path / "run")  # a run folder: its ckpt.pt's EMA weights, the same as the export
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
 
     png = tmp_path / "s.png"
@@ -232,9 +236,9 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and len(err.splitlines()) == 1 and str(tmp_path / "empty") in err
     assert main(["train", "ncsn", "--preset", "toy", "--data", "mnist"]) == 2
-    assert "does not fit" in capsys.readouterr().err
+    assert "needs model.arch='unet'" in capsys.readouterr().err
     assert main(["train", "ncsn", "--preset", "cpu", "--data", "svhn"]) == 2
-    assert "unknown --data" in capsys.readouterr().err
+    assert "data must be one of 'toy', 'digits'" in capsys.readouterr().err
     assert main(["sample", "ncsn", "--checkpoint", "ncsn_nothing", "--out", str(tmp_path / "x.png")]) == 2
     assert "no shipped checkpoint named" in capsys.readouterr().err
     assert main(["sample", "ncsn", "--checkpoint", "ncsn_toy", "--out", str(tmp_path / "x.jpg")]) == 2

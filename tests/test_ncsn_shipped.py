@@ -12,13 +12,14 @@ import torch
 
 from dlcourse.checkpoint import read_manifest
 from dlcourse.data.toy2d import two_gaussians
-from dlcourse.score import annealed_langevin_dynamics, load_ncsn, sample_ncsn, sigmas_of
+from dlcourse import load
+from dlcourse.score import annealed_langevin_dynamics, sample_ncsn, sigmas_of
 
 
 @pytest.fixture(scope="module")
 def toy():
     torch.manual_seed(0)
-    model, cfg = load_ncsn("ncsn_toy")  # checks the sha256 recorded in the manifest
+    model, cfg = load("ncsn_toy")  # checks the sha256 recorded in the manifest
     return model, cfg
 
 
@@ -96,7 +97,7 @@ def test_digits_samples_are_recognisable_digits():
 
     xtr, ytr = load_images("digits", "train")
     clf = LogisticRegression(max_iter=2000, C=0.1).fit(xtr.reshape(len(xtr), -1).numpy(), ytr.numpy())
-    model, cfg = load_ncsn("ncsn_digits")
+    model, cfg = load("ncsn_digits")
     assert cfg.data == "digits" and cfg.sampler.denoise
     x = sample_ncsn(model, cfg, 32, generator=torch.Generator().manual_seed(0))
     assert x.shape == (32, 1, 8, 8) and torch.isfinite(x).all()

@@ -13,7 +13,7 @@ from dlcourse.rl import envs as rl_envs
 from dlcourse.rl.bc import BCConfig, bc_loss, train_bc
 from dlcourse.rl.demos import Demonstrations, collect_demos
 from dlcourse.rl.envs import make_env, resolve_env_id
-from dlcourse.rl.family import export_policy, load_policy
+from dlcourse.rl.policies import export_policy, load_policy
 from dlcourse.rl.gail import (Discriminator, GAILConfig, _discriminator_step, discriminator_loss, gail_reward,
                               train_gail)
 from dlcourse.rl.policies import ActorCritic
@@ -455,7 +455,7 @@ def test_train_gail_reproducible_and_logs(capsys):
 def test_shipped_cartpole_expert_demos_and_gail():
     """The manifest's files load by name (sha256 checked), the demos are the expert's, and the expert and the GAIL
     policy keep the expert's return on fresh episodes."""
-    from dlcourse.rl.family import load_demos
+    from dlcourse.rl.demos import load_demos
 
     demos = load_demos("cartpole_demos", "cartpole")
     assert demos.n_episodes == 10 and demos.meta["expert_return"] == 500.0 and demos.meta["act_dim"] == 2

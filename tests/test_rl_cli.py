@@ -9,7 +9,7 @@ import torch
 
 from dlcourse.cli import main
 from dlcourse.rl.demos import Demonstrations
-from dlcourse.rl.family import load_policy
+from dlcourse.rl.policies import load_policy
 
 
 
@@ -62,7 +62,7 @@ def test_bc_and_gail_from_the_demos_then_evaluate(expert_run, capsys):
     (["train", "expert", "--env", "cartpol"], "unknown env"),
     (["train", "bc", "--set", "demos=/nonexistent/demos.safetensors"], "no file"),
     (["eval", "expert", "--policy", "/nonexistent/p.safetensors"], "no file"),
-    (["train", "gail", "--set", "reward=positive"], "unknown GAIL reward"),
+    (["train", "gail", "--set", "reward=positive"], "reward must be one of 'neg_log_d', 'logit'"),
 ])
 def test_cli_errors_are_one_line(argv, needle, tmp_path, capsys):
     assert main([*argv, "--out", str(tmp_path / "run")] if argv[0] == "train" else argv) == 2

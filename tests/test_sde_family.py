@@ -6,7 +6,8 @@ import sys
 import pytest
 import torch
 
-from dlcourse.sde.family import PRESETS, ScoreModel, build_model, load_sde_model
+from dlcourse import load
+from dlcourse.sde.family import FAMILY, PRESETS, ScoreModel
 from dlcourse.sde import VPSDE
 
 
@@ -30,7 +31,7 @@ def test_score_model_divides_the_network_by_the_kernel_std():
 def test_every_preset_builds():
     for name in PRESETS.names():
         cfg = PRESETS.get(name)
-        model = build_model(cfg)
+        model = FAMILY.build_model(cfg)
         assert sum(p.numel() for p in model.parameters()) > 0
 
 
@@ -39,12 +40,12 @@ def test_train_sample_eval_round_trip(tmp_path):
     r = run("train", "sde", "--preset", "toy", "--set", "train.steps=20", "--set", "train.progress=false",
             "--set", "train.batch_size=64", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    model, cfg = load_sde_model(out)
+    model, cfg = load(out)
     assert cfg.sde == "vp" and isinstance(model, ScoreModel)
     png = tmp_path / "s.png"
     r = run("sample", "sde", "--checkpoint", str(out), "--n", "50", "--steps", "10", "--out", str(png))
     assert r.returncode == 0, r.stderr
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "NFE 20" in r.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "NFE 21" in r.stdout  # 10 predictor + 10 corrector steps + the final denoising
     before = png.read_bytes()
     r = run("sample", "sde", "--checkpoint", str(out), "--n", "5", "--steps", "2", "--out", str(png))
     assert r.returncode == 2 and "refusing to overwrite" in r.stderr and png.read_bytes() == before
@@ -55,7 +56,7 @@ def test_train_sample_eval_round_trip(tmp_path):
 
 @pytest.mark.parametrize("args,msg", [
     (["train", "sde", "--preset", "nope"], "unknown preset"),
-    (["train", "sde", "--preset", "toy", "--data", "digits"], "does not fit"),
+    (["train", "sde", "--preset", "toy", "--data", "digits"], "needs arch='unet'"),
     (["sample", "sde", "--checkpoint", "missing/ckpt.pt", "--out", "x.png"], "no checkpoint"),
     (["sample", "sde", "--checkpoint", "ncsn_toy", "--out", "x.png"], "not 'sde'"),
 ])
@@ -72,7 +73,7 @@ def test_shipped_toy_model_likelihood_and_weights():
     # 5 SE = 0.045).
     from dlcourse.sde.family import evaluate_bpd, sample_sde
 
-    model, cfg = load_sde_model("sde_toy")
+    model, cfg = load("sde_toy")
     metrics = evaluate_bpd(model, cfg, n=300, seed=1)
     assert abs(metrics["nll_nats"] - metrics["true_nll_nats"]) < 0.05, metrics
     res = sample_sde(model, cfg, 2000, sampler="pc", steps=200, generator=torch.Generator().manual_seed(0))

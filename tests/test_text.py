@@ -266,27 +266,29 @@ def token_memmap(tmp_path):
 
 
 def test_chunk_sampler_determinism_and_content(token_memmap):
-    sampler = ChunkSampler(token_memmap, seq_len=16, batch_size=8)
+    sampler = ChunkSampler(token_memmap, seq_len=16)
     g = torch.Generator().manual_seed(0)
     state = g.get_state()
-    batch = sampler(g)
+    batch = sampler(g, 8)
     assert batch.shape == (8, 16) and batch.dtype == torch.int64
-    offsets = sampler.sample_offsets(torch.Generator().set_state(state))
+    offsets = sampler.sample_offsets(torch.Generator().set_state(state), 8)
     for row, o in zip(batch, offsets.tolist()):
         np.testing.assert_array_equal(row.numpy(), token_memmap[o : o + 16])
-    again = sampler(torch.Generator().set_state(state))
+    again = sampler(torch.Generator().set_state(state), 8)
     assert torch.equal(batch, again)  # same generator state, same batch
-    assert not torch.equal(sampler(g), batch)  # the generator moved on
+    assert not torch.equal(sampler(g, 8), batch)  # the generator moved on
     # every window start is reachable and none runs past the end
-    many = ChunkSampler(token_memmap, seq_len=1000, batch_size=400).sample_offsets(torch.Generator().manual_seed(1))
+    many = ChunkSampler(token_memmap, seq_len=1000).sample_offsets(torch.Generator().manual_seed(1), 400)
     assert many.min() >= 0 and many.max() <= 3 and set(many.tolist()) == {0, 1, 2, 3}
 
 
 def test_chunk_sampler_errors(token_memmap):
     with pytest.raises(ConfigError):
-        ChunkSampler(token_memmap, seq_len=2000, batch_size=2)
+        ChunkSampler(token_memmap, seq_len=2000)
     with pytest.raises(ConfigError):
-        ChunkSampler(token_memmap, seq_len=0, batch_size=2)
+        ChunkSampler(token_memmap, seq_len=0)
+    with pytest.raises(ConfigError):
+        ChunkSampler(token_memmap, seq_len=16)(torch.Generator(), 0)
 
 
 def test_iter_chunks_covers_split(token_memmap):

@@ -16,7 +16,7 @@ def _problem(seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(256, 3, generator=g)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1 * torch.randn(256, 1, generator=g)
-    return TensorSampler(x, y, batch_size=16)
+    return TensorSampler(x, y)
 
 
 def _model():

@@ -300,14 +300,15 @@ def test_shipped_digits_chain():
     if "ncsn_digits" not in read_manifest():
         pytest.skip("ncsn_digits is not shipped yet")
     from dlcourse.data.images import load_images
-    from dlcourse.viz.langevin import shipped_image_chain
+    from dlcourse import load
+    from dlcourse.score import model_image_chain
 
-    from dlcourse.score import load_ncsn, sample_ncsn
+    from dlcourse.score import sample_ncsn
 
-    chain = shipped_image_chain("ncsn_digits", n_images=16, seed=0, n_frames=10)
+    chain = model_image_chain("ncsn_digits", n_images=16, seed=0, n_frames=10)
     assert chain.frames.shape[1:] == (16, 1, 8, 8)
     # the last frame is what `dlcourse sample ncsn --seed 0` draws on the CPU (the sampler's own path)
-    model, cfg = load_ncsn("ncsn_digits")
+    model, cfg = load("ncsn_digits")
     assert torch.allclose(chain.frames[-1], sample_ncsn(model, cfg, 16, generator=torch.Generator().manual_seed(0),
                                                         device="cpu"), atol=1e-6)
     assert chain.labels()[-1].startswith("denoised") == cfg.sampler.denoise
@@ -331,9 +332,9 @@ def test_player_with_the_shipped_toy_score_net():
 
     if "ncsn_toy" not in read_manifest():
         pytest.skip("ncsn_toy is not shipped yet")
-    from dlcourse.score import load_ncsn
+    from dlcourse import load
 
-    model, cfg = load_ncsn("ncsn_toy")
+    model, cfg = load("ncsn_toy")
     n = 500
     player = LangevinPlayer(score_fn=model, step_sizes=(cfg.sampler.eps,), n_steps=(2000,), sigmas=(20.0,),
                             annealed=(True,), sigma_min=cfg.noise.sigma_min, num_levels=cfg.noise.num_levels,

@@ -60,6 +60,7 @@ __all__ = [
     "Corpus",
     "prepare_corpus",
     "load_split",
+    "spread_windows",
     "split_sizes",
     "ChunkSampler",
     "iter_chunks",
@@ -306,7 +307,16 @@ def _load_source_ids(path: pathlib.Path, normalize: bool | None) -> tuple[np.nda
 
     ``normalize=None`` uses the file as is when every byte is already in the alphabet, else normalises it.
     """
-    raw = np.fromfile(path, dtype=np.uint8)
+    if path.suffix == ".gz":
+        import gzip
+
+        try:
+            with gzip.open(path, "rb") as fh:
+                raw = np.frombuffer(fh.read(), dtype=np.uint8)
+        except (OSError, EOFError) as exc:
+            raise DataMissingError(f"cannot decompress {path}: {_one_line(exc)}") from None
+    else:
+        raw = np.fromfile(path, dtype=np.uint8)
     in_alphabet = bool((_ENCODE_TABLE[raw] != 255).all())
     if normalize is False or (normalize is None and in_alphabet):
         return _encode_bytes(raw), False
@@ -328,8 +338,9 @@ def prepare_corpus(source: str | os.PathLike, root: str | os.PathLike | None = N
     """Encode ``source`` into cached split files and return the `Corpus` (reused if already prepared).
 
     Args:
-        source: "text8" (downloaded by `download_text8`), or the path of a text file (UTF-8; a file literally
-            named text8 in the working directory is reached as ``"./text8"``).
+        source: "text8" (downloaded by `download_text8`), or the path of a text file (UTF-8, or gzipped UTF-8 if
+            its name ends in ``.gz``; a file literally named text8 in the working directory is reached as
+            ``"./text8"``).
         root: data folder; default ``data_root()``. The cache is ``root/corpora/<key>/``.
         normalize: for a local file: None (default) uses it as is if it is already in the 27-symbol alphabet and
             applies `normalize_text` otherwise; True always normalises; False never does (and fails on a character
@@ -424,6 +435,16 @@ def load_split(source: str | os.PathLike, split: str, root: str | os.PathLike | 
     return prepare_corpus(source, root, **kwargs).load(split)
 
 
+def spread_windows(tokens, seq_len: int, n: int) -> torch.Tensor:
+    """``n`` windows of ``seq_len`` tokens spread evenly over ``tokens`` (so a shuffled corpus is sampled across
+    all its chunks, not just the first), int64 (n, L)."""
+    arr = _as_token_array(tokens)
+    if arr.size < seq_len:
+        raise ConfigError(f"{arr.size} characters are fewer than one window of {seq_len}")
+    starts = np.linspace(0, arr.size - seq_len, n).astype(np.int64)
+    return torch.from_numpy(np.stack([arr[s: s + seq_len] for s in starts]).astype(np.int64))  # (n, L)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # batches
 # ----------------------------------------------------------------------------------------------------------------
@@ -439,34 +460,36 @@ def _as_token_array(tokens) -> np.ndarray:
 
 
 class ChunkSampler:
-    """Random training windows: ``sampler(generator)`` -> int64 tensor (B, L) of ``tokens[o : o + L]`` for B
-    offsets o drawn uniformly from 0..n-L with ``generator``.
+    """Random training windows: ``sampler(generator, n)`` -> int64 tensor (n, L) of ``tokens[o : o + L]`` for n
+    offsets o drawn uniformly from 0..N-L with ``generator``.
 
     The batch is a function of the generator state only (no hidden sampler state), which is what makes a resumed
-    training run exact: save ``generator.get_state()`` with the checkpoint. The tensor is on the CPU; the training
-    loop moves it to its device.
+    training run exact (`dlcourse.train.fit` seeds the generator from the step). The tensor is on the CPU; the
+    training loop moves it to its device.
     """
 
-    def __init__(self, tokens, seq_len: int, batch_size: int):
+    def __init__(self, tokens, seq_len: int):
         self.tokens = _as_token_array(tokens)
-        if seq_len < 1 or batch_size < 1:
-            raise ConfigError(f"seq_len and batch_size must be >= 1, got {seq_len} and {batch_size}")
+        if seq_len < 1:
+            raise ConfigError(f"seq_len must be >= 1, got {seq_len}")
         if self.tokens.size < seq_len:
             raise ConfigError(f"a window of {seq_len} tokens does not fit in {self.tokens.size} tokens")
-        self.seq_len, self.batch_size = int(seq_len), int(batch_size)
+        self.seq_len = int(seq_len)
 
     @property
     def num_offsets(self) -> int:
         """How many distinct windows there are (n - L + 1)."""
         return self.tokens.size - self.seq_len + 1
 
-    def sample_offsets(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The B window starts, int64 (B,) on the CPU, drawn with ``generator`` (on its device)."""
+    def sample_offsets(self, generator: torch.Generator | None, n: int) -> torch.Tensor:
+        """``n`` window starts, int64 (n,) on the CPU, drawn with ``generator`` (on its device)."""
+        if n < 1:
+            raise ConfigError(f"a batch needs at least one window, got {n}")
         device = generator.device if generator is not None else torch.device("cpu")
-        return torch.randint(self.num_offsets, (self.batch_size,), generator=generator, device=device).cpu()
+        return torch.randint(self.num_offsets, (n,), generator=generator, device=device).cpu()
 
-    def __call__(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        offsets = self.sample_offsets(generator).tolist()
+    def __call__(self, generator: torch.Generator | None, n: int) -> torch.Tensor:
+        offsets = self.sample_offsets(generator, n).tolist()
         batch = np.stack([self.tokens[o : o + self.seq_len] for o in offsets])  # (B, L)
         return torch.from_numpy(batch.astype(np.int64))  # (B, L)
 

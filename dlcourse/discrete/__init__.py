@@ -6,11 +6,11 @@
 - `samplers`: MDLM ancestral (with the cache), SEDD Euler / Tweedie τ-leaping, AR with a KV cache; infilling.
 - `evaluate`: bits per character, AR-judged generative perplexity, tokens per second.
 - `markov`: a character Markov chain with a known entropy rate and tiny enumerable distributions (for tests).
-- `family`, `family_sedd`, `family_ar`: configs, presets, ``dlcourse train/sample {mdlm,sedd,ar}``.
+- `config` (configs and presets) and `family` (``dlcourse train|sample|eval {mdlm,sedd,ar}``).
 """
 
-from .graphs import Absorbing, Graph, Uniform, make_graph
-from .schedules import GeometricSchedule, LogLinearSchedule, Schedule, make_schedule
+from .graphs import GRAPHS, Absorbing, Graph, Uniform, make_graph
+from .schedules import SCHEDULES, GeometricSchedule, LogLinearSchedule, Schedule, make_schedule
 
-__all__ = ["Absorbing", "Uniform", "Graph", "make_graph", "Schedule", "LogLinearSchedule", "GeometricSchedule",
-           "make_schedule"]
+__all__ = ["Absorbing", "Uniform", "Graph", "GRAPHS", "make_graph", "Schedule", "LogLinearSchedule",
+           "GeometricSchedule", "SCHEDULES", "make_schedule"]

@@ -12,6 +12,10 @@ transition matrix p_{t|0}(y | x) = exp(σ̄(t) Q)(y, x). A sequence of L tokens 
 Every method works on token tensors x (B, L) and per-sample σ̄ (B,) and returns (B, L, S) vectors over the S states
 (S = N + 1 for absorbing, N for uniform). The concrete score s(x)_y ≈ p_t(y)/p_t(x) at one position is such a
 vector too, over the token y that replaces x at that position (SEDD Section 3); its entry at y = x is 1.
+
+Adding a graph: subclass `Graph`, implement its methods, register it with ``@GRAPHS.register("name")``; the text
+families' ``noise.graph`` then accepts the name (the tests of `tests/test_discrete_losses.py` check any graph's
+transition, rates and score entropy against the matrix exponential of its `rate_matrix`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..config import Registry
 from ..utils import unsqueeze_as
 
-__all__ = ["Graph", "Absorbing", "Uniform", "make_graph"]
+__all__ = ["Graph", "Absorbing", "Uniform", "GRAPHS", "make_graph"]
+
+GRAPHS: Registry[type] = Registry("graph")
 
 
 class Graph:
@@ -85,6 +91,7 @@ class Graph:
         return off - F.one_hot(x_t, self.num_states).to(off) * off.sum(-1, keepdim=True)
 
 
+@GRAPHS.register("absorbing")
 class Absorbing(Graph):
     """N tokens and one absorbing mask state (id N): Q(mask, x) = 1, Q(x, x) = -1 for every token x."""
 
@@ -142,6 +149,7 @@ class Absorbing(Graph):
         return clean * math.log(self.num_tokens) * x.shape[-1]
 
 
+@GRAPHS.register("uniform")
 class Uniform(Graph):
     """N tokens, every token jumps to every other at rate 1/N: Q = 11ᵀ/N - I."""
 
@@ -186,9 +194,5 @@ class Uniform(Graph):
 
 
 def make_graph(name: str, num_tokens: int) -> Graph:
-    """``"absorbing"`` -> `Absorbing`, ``"uniform"`` -> `Uniform`."""
-    if name == "absorbing":
-        return Absorbing(num_tokens)
-    if name == "uniform":
-        return Uniform(num_tokens)
-    raise ConfigError(f"unknown graph {name!r}; choose absorbing or uniform")
+    """The registered graph ``name`` (``"absorbing"``, ``"uniform"``) over ``num_tokens`` tokens."""
+    return GRAPHS.get(name)(num_tokens)

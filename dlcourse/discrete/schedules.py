@@ -15,9 +15,13 @@ import math
 
 import torch
 
+from ..config import Registry
 from ..errors import ConfigError
 
-__all__ = ["Schedule", "LogLinearSchedule", "GeometricSchedule", "make_schedule"]
+__all__ = ["Schedule", "LogLinearSchedule", "GeometricSchedule", "SCHEDULES", "make_schedule"]
+
+# name -> factory(eps, sigma_min, sigma_max) -> Schedule (each schedule takes the constants it uses)
+SCHEDULES: Registry = Registry("noise schedule")
 
 
 class Schedule:
@@ -78,10 +82,10 @@ class GeometricSchedule(Schedule):
         return self.sigma_bar(t) * math.log(self.sigma_max / self.sigma_min)
 
 
+SCHEDULES.register("loglinear", lambda eps, sigma_min, sigma_max: LogLinearSchedule(eps))
+SCHEDULES.register("geometric", lambda eps, sigma_min, sigma_max: GeometricSchedule(sigma_min, sigma_max))
+
+
 def make_schedule(name: str, eps: float = 1e-3, sigma_min: float = 1e-4, sigma_max: float = 20.0) -> Schedule:
     """``"loglinear"`` -> `LogLinearSchedule(eps)`, ``"geometric"`` -> `GeometricSchedule(sigma_min, sigma_max)`."""
-    if name == "loglinear":
-        return LogLinearSchedule(eps)
-    if name == "geometric":
-        return GeometricSchedule(sigma_min, sigma_max)
-    raise ConfigError(f"unknown noise schedule {name!r}; choose loglinear or geometric")
+    return SCHEDULES.get(name)(eps, sigma_min, sigma_max)

@@ -2,7 +2,7 @@
 
 Modules: `envs` (vectorised gymnasium environments), `policies` (actor-critic MLPs), `ppo` (GAE, PPO, evaluation),
 `demos` (demonstrations and their file format), `bc` (behavioural cloning), `gail` (discriminator, reward, loop),
-`gan2d` (a GAN on the toy distributions), and the CLI families `family` (expert), `family_bc`, `family_gail`.
+`gan2d` (a GAN on the toy distributions), and the CLI families ``expert``, ``bc``, ``gail`` in `family`.
 """
 
 from .bc import BCConfig, bc_loss, train_bc

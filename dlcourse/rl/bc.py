@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import TrainConfig
+from ..config import Config, TrainConfig
 from ..errors import ConfigError
 from .demos import Demonstrations
 from .policies import ActorCritic
@@ -28,7 +28,7 @@ def bc_loss(policy: ActorCritic, obs: torch.Tensor, actions: torch.Tensor) -> to
 
 
 @dataclass
-class BCConfig:
+class BCConfig(Config):
     """Behavioural cloning from the first ``n_trajectories`` episodes of a demonstrations file."""
 
     #: environment (short name or gymnasium id); must match the demonstrations
@@ -53,7 +53,10 @@ class BCConfig:
         steps=2000, batch_size=64, lr=1e-3, grad_clip=None, ema_decay=None, bf16=False, log_every=200,
         ckpt_every=2000, progress=False))
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        from .envs import resolve_env_id
+
+        resolve_env_id(self.env)
         if self.n_trajectories < 1 or self.subsample < 1:
             raise ConfigError(f"n_trajectories and subsample must be >= 1, got {self.n_trajectories}, {self.subsample}")
 
@@ -77,7 +80,7 @@ def train_bc(demos: Demonstrations, cfg: BCConfig, out_dir: str | Path | None = 
         policy = ActorCritic(data.obs.shape[1], int(act_dim), discrete, cfg.hidden)
     if cfg.normalise_obs:
         policy.set_obs_normalisation(data.obs)
-    sampler = TensorSampler(data.obs, data.actions, batch_size=cfg.train.batch_size)
+    sampler = TensorSampler(data.obs, data.actions)
 
     def loss_fn(model: ActorCritic, batch) -> torch.Tensor:
         obs, actions = batch

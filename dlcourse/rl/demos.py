@@ -34,7 +34,7 @@ from ..errors import CheckpointError, ConfigError
 from .envs import make_env
 from .policies import ActorCritic
 
-__all__ = ["Demonstrations", "collect_demos", "DEMOS_KIND", "FORMAT_VERSION"]
+__all__ = ["Demonstrations", "collect_demos", "load_demos", "DEMOS_KIND", "FORMAT_VERSION"]
 
 DEMOS_KIND = "demonstrations"
 FORMAT_VERSION = 1
@@ -140,3 +140,15 @@ def collect_demos(policy: ActorCritic, env_name: str, n_episodes: int, seed: int
             "episode_returns": returns, "expert_return": sum(returns) / len(returns),
             "random_return": float(random_return), "seed": seed, "deterministic": deterministic, "command": command}
     return Demonstrations(o, acts.long() if policy.discrete else acts.float(), rews.float(), starts, meta)
+
+
+def load_demos(name_or_path, env: str | None = None) -> Demonstrations:
+    """Demonstrations from a shipped name ("cartpole_demos") or a path; checks they are for ``env`` if given."""
+    from ..checkpoint import resolve_path
+    from .envs import resolve_env_id
+
+    demos = Demonstrations.load(resolve_path(name_or_path))
+    if env is not None and demos.meta.get("env_id") != resolve_env_id(env):
+        raise ConfigError(f"demonstrations {name_or_path} are for {demos.meta.get('env_id')}, not "
+                          f"{resolve_env_id(env)}; pass --set demos=PATH with {env} demonstrations")
+    return demos

@@ -27,16 +27,18 @@ TRPO; here it is PPO with GAE (`dlcourse.rl.ppo`), the usual substitute.
 from __future__ import annotations
 
 import time
+import typing
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config
 from ..errors import ConfigError
 from .demos import Demonstrations
-from .envs import make_env
+from .envs import make_env, resolve_env_id
 from .policies import ActorCritic, mlp
 from .ppo import PPOConfig, collect_rollout, evaluate, gae, normalised_return, ppo_update
 
@@ -72,7 +74,8 @@ def discriminator_loss(logits_policy: torch.Tensor, logits_expert: torch.Tensor)
     return F.softplus(-logits_policy).mean() + F.softplus(logits_expert).mean()
 
 
-REWARDS = ("neg_log_d", "logit")
+RewardKind = Literal["neg_log_d", "logit"]
+REWARDS = typing.get_args(RewardKind)
 
 
 def gail_reward(logits: torch.Tensor, kind: str = "neg_log_d") -> torch.Tensor:
@@ -91,7 +94,7 @@ def gail_reward(logits: torch.Tensor, kind: str = "neg_log_d") -> torch.Tensor:
 
 
 @dataclass
-class GAILConfig:
+class GAILConfig(Config):
     """GAIL: demonstrations, the discriminator, and the PPO inner loop (whose ent_coef is the causal-entropy λ)."""
 
     #: environment (short name or gymnasium id); must match the demonstrations
@@ -113,7 +116,7 @@ class GAILConfig:
     #: standardise observations in the discriminator with the expert's mean and std
     normalise_obs: bool = False
     #: the policy's reward: "neg_log_d" (-log D, the paper's) or "logit" (log(1 - D) - log D, no survival bonus)
-    reward: str = "neg_log_d"
+    reward: RewardKind = "neg_log_d"
     #: the policy-gradient inner loop
     ppo: PPOConfig = field(default_factory=lambda: PPOConfig(total_steps=300_000))
     #: evaluate the deterministic policy every this many PPO iterations (0: only at the end)
@@ -123,11 +126,10 @@ class GAILConfig:
     #: seed of networks, environments and batches
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        resolve_env_id(self.env)
         if self.n_trajectories < 1 or self.subsample < 1 or self.disc_steps < 0 or self.disc_batch < 1:
             raise ConfigError("n_trajectories, subsample, disc_batch must be >= 1 and disc_steps >= 0")
-        if self.reward not in REWARDS:
-            raise ConfigError(f"unknown GAIL reward {self.reward!r}; choose one of {', '.join(REWARDS)}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import Config
 from ..errors import ConfigError
 
 __all__ = ["GANConfig", "Generator", "Discriminator2D", "discriminator_loss", "generator_loss", "gan_step", "GAN2D",
@@ -74,7 +75,7 @@ def generator_loss(logits_fake: torch.Tensor, non_saturating: bool = True) -> to
 
 
 @dataclass
-class GANConfig:
+class GANConfig(Config):
     """The 2-D GAN: data, networks and optimisers."""
 
     #: toy distribution (a name from dlcourse.data.toy2d)
@@ -98,7 +99,7 @@ class GANConfig:
     #: seed of the networks and the data stream
     seed: int = 0
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.latent_dim < 1 or self.hidden < 1 or self.batch_size < 1 or self.d_steps < 1 or self.lr <= 0:
             raise ConfigError("latent_dim, hidden, batch_size, d_steps must be >= 1 and lr > 0")
 

@@ -21,7 +21,9 @@ from torch.distributions import Categorical, Independent, Normal
 
 from ..errors import ShapeError
 
-__all__ = ["mlp", "ActorCritic"]
+__all__ = ["mlp", "ActorCritic", "POLICY_KIND", "export_policy", "load_policy"]
+
+POLICY_KIND = "rl_policy"
 
 
 def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...] = (64, 64), out_gain: float = 1.0) -> nn.Sequential:
@@ -105,3 +107,26 @@ class ActorCritic(nn.Module):
     @classmethod
     def from_spec(cls, spec: dict) -> "ActorCritic":
         return cls(int(spec["obs_dim"]), int(spec["act_dim"]), bool(spec["discrete"]), tuple(spec["hidden"]))
+
+
+def export_policy(path, policy: ActorCritic, *, env_id: str, algo: str, config, metrics: dict, command: str = "",
+                  overwrite: bool = False):
+    """Write a policy's weights as safetensors with a header: ``kind = "rl_policy"``, the network ``spec``,
+    ``env_id``, ``algo``, the run's config, its metrics and the command that made it."""
+    from ..checkpoint import export_weights
+    from ..config import config_to_dict
+
+    meta = {"kind": POLICY_KIND, "spec": policy.spec(), "env_id": env_id, "algo": algo,
+            "config": config_to_dict(config) if config is not None else {}, "metrics": metrics, "command": command}
+    return export_weights(path, policy.state_dict(), meta, overwrite=overwrite)
+
+
+def load_policy(name_or_path, device=None) -> tuple[ActorCritic, dict]:
+    """A trained policy in eval mode and its header, from a shipped name ("cartpole_expert") or a .safetensors path."""
+    from ..checkpoint import load_state_into, load_weights, resolve_path
+
+    path = resolve_path(name_or_path)
+    state, meta = load_weights(path, kind=POLICY_KIND)
+    policy = ActorCritic.from_spec(meta["spec"])
+    load_state_into(policy, state, source=str(path))
+    return policy.to(device or "cpu").eval(), meta

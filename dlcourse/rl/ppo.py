@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..config import Config
 from ..errors import ConfigError
 from .envs import VecEnv, make_env
 from .policies import ActorCritic
@@ -30,7 +31,7 @@ __all__ = ["PPOConfig", "gae", "gae_reference", "collect_rollout", "Rollout", "c
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(Config):
     """PPO's hyperparameters (defaults: a CartPole setting that reaches 500 in ~100k steps)."""
 
     #: environments stepped in parallel
@@ -66,7 +67,7 @@ class PPOConfig:
     #: initial log σ of a Gaussian policy (continuous actions)
     log_std_init: float = 0.0
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if min(self.num_envs, self.n_steps, self.epochs, self.minibatch_size) < 1 or self.total_steps < 0:
             raise ConfigError("num_envs, n_steps, epochs and minibatch_size must be >= 1 and total_steps >= 0")
         if not (0 < self.gamma <= 1 and 0 <= self.gae_lambda <= 1 and self.clip > 0 and self.lr > 0):

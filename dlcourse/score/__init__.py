@@ -6,10 +6,12 @@ Song et al. 2019; Song & Ermon 2019, 2020).
   `annealed_langevin_reference`), `tweedie_denoise`, `annealed_step_sizes`
 - NCSN: `NCSN` (s(x, σ) = net(x, log σ)/σ), `geometric_sigmas`, NCSNv2's techniques (`max_pairwise_distance`,
   `ncsnv2_gamma`, `ncsnv2_num_levels`, `ncsnv2_step_size`)
-- the ``ncsn`` family: `NCSNConfig`, `load_ncsn`, `sample_ncsn` (``dlcourse train/sample ncsn``)
+- the ``ncsn`` family: `NCSNConfig`, `resolve_config`, `sample_ncsn`, `model_image_chain` (``dlcourse train/sample
+  ncsn``; load a trained model with ``dlcourse.load(name)``)
 """
 
-from .family import NCSNConfig, build_model, load_ncsn, resolve_config, sample_ncsn, sigmas_of
+from .config import NCSNConfig
+from .family import FAMILY, model_image_chain, resolve_config, sample_ncsn, sigmas_of
 from .langevin import (annealed_langevin_dynamics, annealed_langevin_reference, annealed_step_sizes,
                        langevin_dynamics, langevin_step, stationary_variance_gaussian, tweedie_denoise)
 from .losses import dsm_loss, dsm_optimal_loss_gaussian, dsm_target, exact_sm_loss, ncsn_loss, sliced_sm_loss
@@ -22,5 +24,5 @@ __all__ = [
     "annealed_langevin_reference", "annealed_langevin_dynamics",
     "NCSN", "geometric_sigmas", "max_pairwise_distance", "ncsnv2_ratio_condition", "ncsnv2_gamma",
     "ncsnv2_num_levels", "ncsnv2_variance_ratio", "ncsnv2_step_size",
-    "NCSNConfig", "build_model", "resolve_config", "sigmas_of", "load_ncsn", "sample_ncsn",
+    "FAMILY", "NCSNConfig", "resolve_config", "sigmas_of", "sample_ncsn", "model_image_chain",
 ]

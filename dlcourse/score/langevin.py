@@ -37,6 +37,7 @@ and moved) or on the data's device.
 from __future__ import annotations
 
 import math
+import typing
 from typing import Callable, Literal, Sequence
 
 import torch
@@ -56,7 +57,7 @@ __all__ = [
 ]
 
 Convention = Literal["paper", "code"]
-CONVENTIONS = ("paper", "code")
+CONVENTIONS = typing.get_args(Convention)
 
 
 def _paper_alpha(step_size, convention: str):

@@ -1,4 +1,8 @@
-"""``dlcourse train sde``, ``dlcourse sample sde`` and ``dlcourse eval sde --bpd``: score SDE models end to end.
+"""The ``sde`` family: score SDE models end to end (``dlcourse train|sample|eval sde``).
+
+    dlcourse train sde --preset cpu --sde subvp --out runs/sde-subvp        # Fashion-MNIST, a CPU
+    dlcourse sample sde --checkpoint sde_fashion_vp --sampler pc --steps 500 --out grid.png
+    dlcourse eval sde --checkpoint sde_fashion_vp --bpd --n 500
 
 The score model is s(x, t) = net(x, t) / std(t) (the network predicts -z, the noise that made x_t, as in
 Song et al. 2021's continuous VP/sub-VP models and NCSN's s(x, σ) = net / σ), with the MLP for 2-D toys and the
@@ -8,48 +12,51 @@ U-Net for images, both from `dlcourse.nn`. Images live on [-1, 1] (``2x - 1``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import torch
 from torch import nn
 
-from ..config import Presets, TrainConfig, config_from_dict
+from ..config import Config, Presets, TrainConfig
+from ..data.sets import DATASETS, DataName, ToyName, data_shape, held_out, train_sampler
 from ..errors import ConfigError
-from ..utils import unsqueeze_as
+from ..registry import Family, SampleOutput
+from ..utils import count_parameters, unsqueeze_as
 from .likelihood import image_bits_per_dim, log_likelihood
-from .losses import sde_score_loss
+from .losses import Weighting, sde_score_loss
 from .samplers import ode_sample, pc_sample
-from .sdes import SDE, make_sde
+from .sdes import SDE, SDES, VPSDE
 
-__all__ = ["SDEConfig", "ScoreModel", "PRESETS", "build_sde", "build_model", "load_sde_model", "sample_sde",
-           "evaluate_bpd", "FAMILY"]
+__all__ = ["SDEConfig", "ScoreModel", "PRESETS", "SAMPLERS", "build_sde", "sample_sde", "evaluate_bpd", "FAMILY"]
 
-KIND = "sde"
-DATA_CHOICES = ("toy", "digits", "mnist", "fashion-mnist", "cifar10")
-# Number of grey levels of each image set: the dequantisation bins of its bits/dim.
-N_BINS = {"digits": 17, "mnist": 256, "fashion-mnist": 256, "cifar10": 256}
+SDEName = SDES.literal()
+# dlcourse sample sde --sampler NAME: (predictor, corrector) of `pc_sample`, or the ODE solver
+SAMPLERS = {"pc": ("reverse_diffusion", "langevin"), "predictor": ("reverse_diffusion", "none"),
+            "corrector": ("none", "langevin"), "em": ("euler_maruyama", "none"), "ancestral": ("ancestral", "none"),
+            "ancestral-pc": ("ancestral", "langevin"), "pf": ("probability_flow", "none"), "ode": None}
 
 
 @dataclass
-class SDEConfig:
+class SDEConfig(Config):
     """A whole score-SDE run: data, SDE, network, sampler defaults and training loop."""
 
     #: "toy" (a 2-D distribution, see ``toy``) or an image set: digits, mnist, fashion-mnist, cifar10
-    data: str = "toy"
+    data: DataName = "toy"
     #: the 2-D distribution when data="toy" (a name from dlcourse.data.toy2d)
-    toy: str = "two_gaussians"
-    #: "ve", "vp" or "subvp"
-    sde: str = "vp"
-    #: VE: σ_min, σ_max; VP / sub-VP: β_min, β_max (Song et al. 2021's defaults: 0.01, 50 and 0.1, 20)
-    sde_min: float = 0.1
-    sde_max: float = 20.0
+    toy: ToyName = "two_gaussians"
+    #: the forward SDE, a name of dlcourse.sde.sdes.SDES: ve, vp, subvp, cosine
+    sde: SDEName = "vp"
+    #: the SDE's two constants (VE: σ_min, σ_max; VP / sub-VP: β_min, β_max); null: the paper's (0.01, 50 / 0.1, 20)
+    sde_min: float | None = None
+    sde_max: float | None = None
+    #: VP's discrete chain for the reverse-diffusion and ancestral predictors: "exact" (stable) or "ddpm" (DDPM's table)
+    discretization: Literal["exact", "ddpm"] = "exact"
     #: loss weighting: "score" (λ = std²) or "likelihood" (λ = g²)
-    weighting: str = "score"
+    weighting: Weighting = "score"
     #: "mlp" (toys) or "unet" (images)
-    arch: str = "mlp"
+    arch: Literal["mlp", "unet"] = "mlp"
     #: MLP hidden width / U-Net base channels
     width: int = 128
     #: MLP residual blocks / U-Net residual blocks per level
@@ -67,16 +74,14 @@ class SDEConfig:
     #: the shared training loop
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    def __post_init__(self) -> None:
-        if self.data not in DATA_CHOICES:
-            raise ConfigError(f"unknown data {self.data!r} for sde; choose one of: {', '.join(DATA_CHOICES)}")
-        if self.sde not in ("ve", "vp", "subvp"):
-            raise ConfigError(f"unknown sde {self.sde!r}; choose ve, vp or subvp")
-        if self.weighting not in ("score", "likelihood"):
-            raise ConfigError(f"weighting must be 'score' or 'likelihood', got {self.weighting!r}")
+    def check(self) -> None:
         if (self.data == "toy") != (self.arch == "mlp"):
             raise ConfigError(f"data={self.data!r} needs arch={'mlp' if self.data == 'toy' else 'unet'!r}; "
                               f"use --preset {'toy' if self.data == 'toy' else 'digits or cpu'}")
+        if (self.sde_min is not None or self.sde_max is not None) and not SDES.get(self.sde).range_params:
+            raise ConfigError(f"the {self.sde} SDE has no constants to set: leave sde_min and sde_max null")
+        if self.discretization != "exact" and not issubclass(SDES.get(self.sde), VPSDE):
+            raise ConfigError(f"discretization={self.discretization!r} is a VP option; the {self.sde} SDE has one chain")
 
 
 def _toy() -> SDEConfig:
@@ -93,28 +98,37 @@ def _digits() -> SDEConfig:
 
 
 def _cpu() -> SDEConfig:
-    return SDEConfig(data="fashion-mnist", sde="vp", arch="unet", width=32, depth=1, channel_mults=(1, 2, 2),
-                     sample_steps=500, snr=0.01,
-                     train=TrainConfig(steps=20000, batch_size=64, lr=5e-4, warmup=500, ema_decay=0.999,
-                                       log_every=100, ckpt_every=1000))
+    # The shipped 28x28 models (Fashion-MNIST): the NCSN cpu preset's 1.0M-parameter U-Net (16 channels at 28x28,
+    # 32 at 14x14, 64 with attention at 7x7), the same budget for VE, VP and sub-VP (--sde).
+    return SDEConfig(data="fashion-mnist", sde="vp", arch="unet", width=16, depth=2, channel_mults=(1, 2, 4),
+                     attn_resolutions=(7,), sample_steps=500, snr=0.16,
+                     train=TrainConfig(steps=8000, batch_size=64, lr=5e-4, warmup=200, ema_decay=0.999,
+                                       log_every=100, ckpt_every=500))
 
 
 def _cifar10() -> SDEConfig:
-    # Song et al. 2021, Appendix H: DDPM++-style setting for VP on CIFAR-10 (batch 128, lr 2e-4, warm-up 5000,
-    # EMA 0.9999, grad clip 1, 1.3M iterations; here DDPM's 35.7M-parameter U-Net with dropout 0.1 and flips off).
+    # Song et al. 2021, "DDPM cont. (VP)" of Table 2 (bits/dim 3.21; sub-VP 3.05 with --sde subvp): DDPM's CIFAR-10
+    # network (Ho et al. 2020, Appendix B: 35.7M parameters, base 128, multipliers 1,2,2,2, two residual blocks,
+    # attention at 16x16, dropout 0.1) trained on the continuous VP objective; Appendix H's training setting (batch
+    # 128, Adam 2e-4 with 5000 warm-up steps, EMA 0.9999, gradient clip 1, 1.3M iterations). Differences: the noise
+    # level enters by Fourier features of t instead of DDPM's sinusoidal embedding of 999 t, and no flips.
     return SDEConfig(data="cifar10", sde="vp", arch="unet", width=128, depth=2, channel_mults=(1, 2, 2, 2),
                      attn_resolutions=(16,), dropout=0.1, sample_steps=1000, snr=0.01,
                      train=TrainConfig(steps=1_300_000, batch_size=128, lr=2e-4, warmup=5000, ema_decay=0.9999,
                                        grad_clip=1.0, log_every=100, ckpt_every=10000))
 
 
-PRESETS: Presets[SDEConfig] = Presets(KIND, toy=_toy(), digits=_digits(), cpu=_cpu(), cifar10=_cifar10())
+PRESETS: Presets[SDEConfig] = Presets("sde", toy=_toy(), digits=_digits(), cpu=_cpu(), cifar10=_cifar10())
 
 
 def build_sde(cfg: SDEConfig) -> SDE:
-    if cfg.sde == "ve":
-        return make_sde("ve", sigma_min=cfg.sde_min, sigma_max=cfg.sde_max)
-    return make_sde(cfg.sde, beta_min=cfg.sde_min, beta_max=cfg.sde_max)
+    """The config's SDE, with its constants where the config sets them."""
+    cls = SDES.get(cfg.sde)
+    values = dict(zip(cls.range_params, (cfg.sde_min, cfg.sde_max)))
+    kwargs = {k: v for k, v in values.items() if v is not None}
+    if issubclass(cls, VPSDE):
+        kwargs["discretization"] = cfg.discretization
+    return cls(**kwargs)
 
 
 class ScoreModel(nn.Module):
@@ -130,229 +144,111 @@ class ScoreModel(nn.Module):
         return self.net(x, t) / unsqueeze_as(std, x)
 
 
-def data_shape(cfg: SDEConfig) -> tuple[int, ...]:
-    if cfg.data == "toy":
-        return (2,)
-    from ..data.images import IMAGE_SHAPES
-
-    return IMAGE_SHAPES[cfg.data]
-
-
-def build_model(cfg: SDEConfig) -> ScoreModel:
-    from ..nn import MLP, UNet
-
-    shape = data_shape(cfg)
-    if cfg.arch == "mlp":
-        net = MLP(2, hidden=cfg.width, num_blocks=cfg.depth, embedding="fourier", fourier_scale=4.0)
-    else:
-        net = UNet(shape[0], cfg.width, cfg.channel_mults, cfg.depth, cfg.attn_resolutions, cfg.dropout,
-                   image_size=shape[1], embedding="fourier", fourier_scale=4.0)
-    return ScoreModel(net, build_sde(cfg))
-
-
-def _images(cfg: SDEConfig, split: str) -> torch.Tensor:
-    """Images of a split on [-1, 1] (N, C, H, W)."""
-    from ..data.images import load_images
-
-    images, _ = load_images(cfg.data, split)
-    return 2 * images - 1
-
-
-def train(cfg: SDEConfig, run) -> Any:
-    """``dlcourse train sde``: data, model and the continuous-time DSM loss through the shared loop."""
-    from ..registry import export_trained
-    from ..train import DistributionSampler, TensorSampler, fit
-    from ..utils import seed_all
-
-    seed_all(cfg.train.seed)
-    if cfg.data == "toy":
-        from ..data.toy2d import get_toy
-
-        sampler = DistributionSampler(get_toy(cfg.toy), cfg.train.batch_size)  # (B, 2) fresh every step
-    else:
-        sampler = TensorSampler(_images(cfg, "train"), batch_size=cfg.train.batch_size)
-    sde = build_sde(cfg)
-
-    def loss_fn(model, x: torch.Tensor) -> torch.Tensor:
-        return sde_score_loss(model, sde, x, weighting=cfg.weighting)
-
-    seed_all(cfg.train.seed)
-    model = build_model(cfg)
-    result = fit(model, loss_fn, sampler, cfg.train, run.out_dir, kind=KIND, config=cfg, device=run.device,
-                 resume=run.resume)
-    print(f"sde: trained {result.step} steps, last loss {result.metrics.get('loss', float('nan')):.4g}; "
-          f"run folder {run.out_dir}")
-    export_trained(run, KIND, cfg, result.ema_model.state_dict(), result.metrics, lambda: _describe(cfg))
-    return result
-
-
-def _describe(cfg: SDEConfig) -> tuple[str, str]:
-    """(what, data) lines of a manifest entry."""
-    nparams = sum(p.numel() for p in build_model(cfg).parameters())
-    what = (f"score SDE model ({cfg.sde.upper()} SDE, {cfg.arch.upper()} with {nparams / 1e6:.2f}M parameters, "
-            f"s(x, t) = net(x, t) / std(t), {cfg.weighting} weighting)")
-    data = (f"2-D toy {cfg.toy!r} (dlcourse.data.toy2d)" if cfg.data == "toy"
-            else f"{cfg.data} train split, pixels mapped to [-1, 1]")
-    return what, data
-
-
-def load_sde_model(name_or_path: str | Path, device: torch.device | str | None = None) -> tuple[ScoreModel, SDEConfig]:
-    """A trained score SDE model (eval mode) and its config, from a shipped name, a .safetensors export, a run
-    folder or its ckpt.pt (EMA weights)."""
-    from ..checkpoint import load_model_weights, load_state_into
-
-    state, meta, path = load_model_weights(name_or_path, kind=KIND)
-    cfg = config_from_dict(SDEConfig, meta["config"])
-    model = build_model(cfg)
-    load_state_into(model, state, source=str(path))
-    return model.to(device or "cpu").eval(), cfg
-
-
 def sample_sde(model: ScoreModel, cfg: SDEConfig, n: int, *, sampler: str = "pc", steps: int | None = None,
-               snr: float | None = None, generator: torch.Generator | None = None,
-               device: torch.device | str | None = None):
-    """``n`` samples by ``sampler``: "pc" (reverse diffusion + Langevin), "predictor" (reverse diffusion only),
-    "corrector" (Langevin only), "em" (Euler-Maruyama) or "ode" (probability flow, adaptive RK45).
-    Returns a `SampleResult` (``.x`` on the data's scale, ``.nfe``)."""
+               snr: float | None = None, denoise: bool = True, generator: torch.Generator | None = None,
+               device: torch.device | str | None = None, record_every: int | None = None):
+    """``n`` samples by ``sampler``, a name of `SAMPLERS`: predictor-corrector variants of `pc_sample` or "ode"
+    (probability flow, adaptive RK45). Returns a `SampleResult` (``.x`` on the model's scale, ``.nfe``)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    shape = (n, *data_shape(cfg))
-    if sampler == "ode":
-        return ode_sample(model.sde, model, shape, generator=generator, device=device)
-    kinds = {"pc": ("reverse_diffusion", "langevin"), "predictor": ("reverse_diffusion", "none"),
-             "corrector": ("none", "langevin"), "em": ("euler_maruyama", "none")}
-    if sampler not in kinds:
-        raise ConfigError(f"unknown sampler {sampler!r}; choose one of: {', '.join([*kinds, 'ode'])}")
-    pred, corr = kinds[sampler]
+    shape = (n, *data_shape(cfg.data))
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    if SAMPLERS[sampler] is None:
+        return ode_sample(model.sde, model, shape, denoise=denoise, generator=generator, device=device)
+    pred, corr = SAMPLERS[sampler]
     return pc_sample(model.sde, model, shape, predictor=pred, corrector=corr, snr=cfg.snr if snr is None else snr,
-                     n_steps=steps or cfg.sample_steps, generator=generator, device=device)
+                     n_steps=steps or cfg.sample_steps, denoise=denoise, generator=generator, device=device,
+                     record_every=record_every)
 
 
 def evaluate_bpd(model: ScoreModel, cfg: SDEConfig, *, n: int | None = None, divergence: str | None = None,
-                 seed: int = 0, batch_size: int = 100) -> dict[str, float]:
-    """Test-split negative log-likelihood through the probability-flow ODE: bits/dim with uniform dequantisation for
-    images (Hutchinson divergence by default), nats per point and the true value for toys (exact divergence).
-    Returns a dict of metrics including the mean NFE and the number of points."""
-    import time
-
+                 eps: float | None = None, seed: int = 0, batch_size: int = 100) -> dict[str, float]:
+    """Test-split negative log-likelihood through the probability-flow ODE from ``eps`` (default the SDE's t_min,
+    1e-5): bits/dim with uniform dequantisation for images (Hutchinson divergence by default), nats per point and
+    the true value for toys (exact divergence). Returns the metrics, with the mean NFE and the number of points."""
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     start = time.perf_counter()
+    eps = model.sde.t_min if eps is None else eps
     if cfg.data == "toy":
         from ..data.toy2d import get_toy
 
-        dist = get_toy(cfg.toy)
-        x = dist.sample(n or 1000, generator=gen)
-        res = log_likelihood(model.sde, model, x.to(device), divergence=divergence or "exact")
+        x = held_out("toy", cfg.toy, n or 1000, seed=seed)
+        res = log_likelihood(model.sde, model, x.to(device), eps=eps, divergence=divergence or "exact")
         out = {"nll_nats": float(-res.logp.mean()), "nfe": float(res.nfe), "n": float(x.shape[0])}
+        dist = get_toy(cfg.toy)
         if getattr(dist, "has_density", False):
             out["true_nll_nats"] = float(-dist.log_prob(x).mean())
     else:
-        x = (_images(cfg, "test")[:n] + 1) / 2  # back to [0, 1] for dequantisation
+        x = held_out(cfg.data, n=n)  # [0, 1] for dequantisation
         bpds, nfes = [], []
         for chunk in x.split(batch_size):
-            bpd, nfe = image_bits_per_dim(model.sde, model, chunk.to(device), n_bins=N_BINS[cfg.data],
-                                          generator=gen, divergence=divergence or "hutchinson")
+            bpd, nfe = image_bits_per_dim(model.sde, model, chunk.to(device), n_bins=DATASETS.get(cfg.data).levels,
+                                          generator=gen, eps=eps, divergence=divergence or "hutchinson")
             bpds.append(bpd.cpu())
             nfes.append(nfe)
-        out = {"test_bpd": float(torch.cat(bpds).mean()), "nfe": float(sum(nfes) / len(nfes)), "n": float(x.shape[0])}
+        bpd = torch.cat(bpds)
+        out = {"test_bpd": float(bpd.mean()), "test_bpd_se": float(bpd.std() / len(bpd) ** 0.5),
+               "nfe": float(sum(nfes) / len(nfes)), "n": float(x.shape[0])}
+    out["eps"] = eps
     out["seconds"] = round(time.perf_counter() - start, 2)
     return out
 
 
-# ---- command line ----
+class SDEFamily(Family):
+    name = "sde"
+    config = SDEConfig
+    presets = PRESETS
+    aliases = {"data": "data", "sde": "sde"}
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sde", default=None, choices=("ve", "vp", "subvp"), help="the forward SDE (default: the preset's)")
-    p.add_argument("--data", default=None, metavar="DATA", help=f"{', '.join(DATA_CHOICES)} (default: the preset's)")
+    def build_model(self, cfg: SDEConfig) -> ScoreModel:
+        from ..nn import MLP, UNet
 
+        shape = data_shape(cfg.data)
+        if cfg.arch == "mlp":
+            net = MLP(2, hidden=cfg.width, num_blocks=cfg.depth, embedding="fourier", fourier_scale=4.0)
+        else:
+            net = UNet(shape[0], cfg.width, cfg.channel_mults, cfg.depth, cfg.attn_resolutions, cfg.dropout,
+                       image_size=shape[1], embedding="fourier", fourier_scale=4.0)
+        return ScoreModel(net, build_sde(cfg))
 
-def _apply_train_args(cfg: SDEConfig, args: argparse.Namespace) -> SDEConfig:
-    if args.sde is not None and args.sde != cfg.sde:
-        defaults = {"ve": (0.01, 50.0), "vp": (0.1, 20.0), "subvp": (0.1, 20.0)}[args.sde]
-        cfg = dataclasses.replace(cfg, sde=args.sde, sde_min=defaults[0], sde_max=defaults[1])
-    if args.data is not None:
-        if args.data not in DATA_CHOICES:
-            raise ConfigError(f"unknown --data {args.data!r}; choose one of: {', '.join(DATA_CHOICES)}")
-        if (args.data == "toy") != (cfg.arch == "mlp"):
-            raise ConfigError(f"--data {args.data} does not fit this preset's {cfg.arch}; use --preset "
-                              f"{'toy' if args.data == 'toy' else 'digits, cpu or cifar10'}")
-        cfg = dataclasses.replace(cfg, data=args.data)
-    return cfg
+    def train_data(self, cfg: SDEConfig):
+        return train_sampler(cfg.data, cfg.toy, centred=True)
 
+    def loss(self, cfg: SDEConfig):
+        sde = build_sde(cfg)
+        return lambda model, x: sde_score_loss(model, sde, x, weighting=cfg.weighting)
 
-def _add_sample_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH",
-                   help="a shipped checkpoint name (e.g. sde_digits), a .safetensors export, a run folder or ckpt.pt")
-    p.add_argument("--sampler", default="pc", help="pc, predictor, corrector, em or ode (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the config's)")
-    p.add_argument("--snr", type=float, default=None, help="corrector signal-to-noise ratio (default: the config's)")
-    p.add_argument("--n", type=int, default=64, help="number of samples (default: %(default)s)")
-    p.add_argument("--out", type=Path, required=True, help="output: .png (grid or scatter plot) or .pt (tensor)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise (default: %(default)s)")
-    p.add_argument("--scale", type=int, default=4, help="enlarge each image this many times in the PNG")
-    p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    def describe(self, cfg: SDEConfig, model) -> tuple[str, str]:
+        what = (f"score SDE model ({cfg.sde} SDE, {cfg.arch.upper()} with {count_parameters(model) / 1e6:.2f}M "
+                f"parameters, s(x, t) = net(x, t) / std(t), {cfg.weighting} weighting)")
+        data = (f"2-D toy {cfg.toy!r} (dlcourse.data.toy2d)" if cfg.data == "toy"
+                else f"{cfg.data} train split, pixels mapped to [-1, 1]")
+        return what, data
 
+    def add_sample_args(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--sampler", default="pc", choices=tuple(SAMPLERS), help="(default: %(default)s)")
+        p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the config's)")
+        p.add_argument("--snr", type=float, default=None, help="corrector signal-to-noise ratio (default: the config's)")
+        p.add_argument("--no-denoise", action="store_true", help="skip the final (Tweedie) denoising step")
 
-def _sample_cmd(args: argparse.Namespace) -> int:
-    from ..registry import check_output
-    from ..score.family import save_image_grid, save_scatter
-    from ..utils import get_device
+    def sample(self, model, cfg: SDEConfig, n: int, generator, args) -> SampleOutput:
+        res = sample_sde(model, cfg, n, sampler=args.sampler, steps=args.steps, snr=args.snr,
+                         denoise=not args.no_denoise, generator=generator)
+        x = res.x.cpu() if cfg.data == "toy" else ((res.x.cpu() + 1) / 2).clamp(0, 1)
+        return SampleOutput(x, res.nfe, f"{args.sampler}, NFE {res.nfe}")
 
-    if args.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {args.n}")
-    check_output(args.out, args.force)
-    device = get_device(args.device)
-    model, cfg = load_sde_model(args.checkpoint, device)
-    gen = torch.Generator(device=device).manual_seed(args.seed)
-    res = sample_sde(model, cfg, args.n, sampler=args.sampler, steps=args.steps, snr=args.snr, generator=gen)
-    x = res.x.cpu()
-    if args.out.suffix == ".pt":
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(x, args.out)
-    elif cfg.data == "toy":
-        save_scatter(x, args.out, title=f"sde samples ({cfg.toy}, {args.sampler}, NFE {res.nfe})")
-    else:
-        save_image_grid(((x + 1) / 2).clamp(0, 1), args.out, scale=args.scale)
-    print(f"sde: wrote {args.n} samples to {args.out} ({args.sampler}, NFE {res.nfe})")
-    return 0
+    def add_eval_args(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--bpd", action="store_true", required=True,
+                       help="test-split bits/dim (images) or nats/point (toys) through the probability-flow ODE")
+        p.add_argument("--n", type=int, default=None, help="evaluate the first N test points (default: all; toys: 1000)")
+        p.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
+                       help="divergence of the ODE drift (default: exact for toys, hutchinson for images)")
+        p.add_argument("--eps", type=float, default=None, help="start time of the ODE (default: the SDE's, 1e-5)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation and Hutchinson noise")
+
+    def evaluate(self, model, cfg: SDEConfig, args) -> dict:
+        return evaluate_bpd(model, cfg, n=args.n, divergence=args.divergence, eps=args.eps, seed=args.seed)
 
 
-def _add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, metavar="NAME_OR_PATH", help="as for `dlcourse sample sde`")
-    p.add_argument("--bpd", action="store_true", required=True,
-                   help="test-split bits/dim (images) or nats/point (toys) through the probability-flow ODE")
-    p.add_argument("--n", type=int, default=None, help="evaluate the first N test points (default: all; toys: 1000)")
-    p.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
-                   help="divergence of the ODE drift (default: exact for toys, hutchinson for images)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation and Hutchinson noise")
-    p.add_argument("--record", action="store_true",
-                   help="store the result in the shipped checkpoint's manifest entry (shipped names only)")
-
-
-def _eval_cmd(args: argparse.Namespace) -> int:
-    import shlex
-
-    from ..utils import get_device
-
-    model, cfg = load_sde_model(args.checkpoint, get_device(args.device))
-    metrics = evaluate_bpd(model, cfg, n=args.n, divergence=args.divergence, seed=args.seed)
-    print("  ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
-    if args.record:
-        from ..checkpoint import update_manifest_metrics
-
-        command = "dlcourse " + " ".join(shlex.quote(a) for a in args.argv)
-        update_manifest_metrics(args.checkpoint, metrics, command)
-        print(f"sde: recorded the evaluation in the manifest entry of {args.checkpoint!r}")
-    return 0
-
-
-def _make_family():
-    from ..registry import Family
-
-    return Family(name=KIND, help="score SDEs: VE / VP / sub-VP, predictor-corrector, probability flow (Song et al. 2021)",
-                  presets=PRESETS, train=train, add_train_args=_add_train_args, apply_train_args=_apply_train_args,
-                  add_sample_args=_add_sample_args, sample=_sample_cmd, add_eval_args=_add_eval_args,
-                  evaluate=_eval_cmd)
-
-
-FAMILY = _make_family()
+FAMILY = SDEFamily()

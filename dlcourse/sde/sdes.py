@@ -3,11 +3,15 @@ stochastic differential equations", ICLR), one method per mathematical object.
 
 Each SDE knows its drift f and diffusion g (eq. 5), the mean and std of its perturbation kernel p_0t(x(t) | x(0))
 (eqs. 29, 31, 33 of Appendix B), its prior p_T and that prior's log-density, the discretisation that gives the
-reverse-diffusion predictor (Appendix E, eq. 45-47), and, given a score function s(x, t) ≈ ∇x log p_t(x), the
-reverse-time SDE (eq. 6) and the probability-flow ODE (eq. 13).
+reverse-diffusion predictor (Appendix E, eq. 45-47), and, given the score s ≈ ∇x log p_t(x) at (x, t) as a tensor,
+the drifts of the reverse-time SDE (eq. 6) and of the probability-flow ODE (eq. 13).
 
 Shapes: x is (B, ...) for any trailing shape (2-D points, images, ...); t is (B,) in [0, T]. Per-sample scalars
 are broadcast over x with `dlcourse.utils.unsqueeze_as`. Everything runs on x's device.
+
+Adding an SDE: subclass `SDE` (or `VPSDE`, which only needs β(t) and its integral) and register it with
+``@SDES.register("name")``; `CosineVPSDE` is the worked example. The config field ``sde`` of the ``sde`` family
+accepts every registered name.
 """
 
 from __future__ import annotations
@@ -17,12 +21,15 @@ from typing import Callable
 
 import torch
 
+from ..config import Registry
 from ..errors import DlcourseError
 from ..utils import unsqueeze_as
 
-__all__ = ["SDE", "VESDE", "VPSDE", "SubVPSDE", "ReverseSDE", "make_sde", "ScoreFn"]
+__all__ = ["SDE", "VESDE", "VPSDE", "SubVPSDE", "CosineVPSDE", "SDES", "make_sde", "ScoreFn"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # s(x (B, ...), t (B,)) -> (B, ...)
+
+SDES: Registry[type] = Registry("SDE")
 
 
 def _per_sample(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -41,13 +48,18 @@ class SDE:
     Attributes:
         N: number of discretisation steps of the paper's discrete models (SMLD / DDPM), used by
            `discretize` and as the default number of sampler steps.
-        eps: the smallest time used for sampling and likelihoods (the paper stops at 1e-5 for VE and 1e-3 for VP).
+        eps: the sampler's last time (score_sde's sampling eps: 1e-5 for VE, 1e-3 for VP and sub-VP).
+        t_min: the smallest time of the training loss and where likelihoods start (score_sde's training and
+            likelihood eps: 1e-5 for every SDE).
+        range_params: the names of the SDE's two constants, which configs set as ``sde_min`` / ``sde_max``.
     """
 
     T: float = 1.0
     N: int = 1000
     eps: float = 1e-5
+    t_min: float = 1e-5
     name: str = "sde"
+    range_params: tuple[str, ...] = ()
 
     # ---- the forward process ----
     def drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -99,12 +111,30 @@ class SDE:
         dt = self.T / self.N if dt is None else dt
         return self.drift(x, t) * dt, self.diffusion(t) * math.sqrt(dt)
 
-    # ---- reverse time ----
-    def reverse(self, score_fn: ScoreFn) -> "ReverseSDE":
-        """The reverse-time SDE and probability-flow ODE built from ``score_fn``."""
-        return ReverseSDE(self, score_fn)
+    # ---- reverse time, given the score s = s(x, t) as a tensor like x ----
+    def reverse_drift(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """Drift of the reverse-time SDE (eq. 6), dx = [f(x, t) - g(t)² s] dt + g(t) dw̄, run from T down to 0."""
+        return self.drift(x, t) - unsqueeze_as(self.diffusion(t), x) ** 2 * score
+
+    def ode_drift(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
+        """The probability-flow ODE (eq. 13), dx/dt = f(x, t) - ½ g(t)² s: the same marginals p_t, no noise."""
+        return self.drift(x, t) - 0.5 * unsqueeze_as(self.diffusion(t), x) ** 2 * score
+
+    def reverse_discretize(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor, dt: float | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reverse-diffusion step coefficients (eq. 47): x_i = x_{i+1} - f_{i+1} + G_{i+1}² s + G_{i+1} z, returned
+        as (f - G² s, G) from the forward discretisation over a step of ``dt``."""
+        f, G = self.discretize(x, t, dt)
+        return f - unsqueeze_as(G, x) ** 2 * score, G
+
+    def ancestral(self, x: torch.Tensor, t: torch.Tensor, score: torch.Tensor, dt: float, noise: torch.Tensor
+                  ) -> torch.Tensor:
+        """One step of the discrete model's ancestral sampler (Song et al. 2021, Appendix F), if it has one."""
+        raise DlcourseError(f"the {self.name} SDE has no discrete ancestral sampler; use the reverse-diffusion "
+                            f"predictor")
 
 
+@SDES.register("ve")
 class VESDE(SDE):
     """Variance exploding SDE (SMLD / NCSN in continuous time; Song et al. 2021, eq. 9 and Appendix B):
     dx = sqrt(d[σ²(t)]/dt) dw with σ(t) = σ_min (σ_max / σ_min)^t.
@@ -112,6 +142,7 @@ class VESDE(SDE):
     The exact kernel is N(x0, (σ(t)² - σ(0)²) I); like the paper we use std = σ(t), which differs by σ_min² (1e-4)."""
 
     name = "ve"
+    range_params = ("sigma_min", "sigma_max")
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
         if not 0 < sigma_min < sigma_max:
@@ -141,21 +172,45 @@ class VESDE(SDE):
         dt gives the same chain on a coarser or finer grid."""
         dt = self.T / self.N if dt is None else dt
         sigma = self.sigma(t)
-        prev = torch.where(t - dt > 0, self.sigma((t - dt).clamp(min=0)), torch.zeros_like(sigma))
-        return torch.zeros_like(x), torch.sqrt(sigma ** 2 - prev ** 2)
+        return torch.zeros_like(x), torch.sqrt(sigma ** 2 - self._previous_sigma(t, dt) ** 2)
+
+    def _previous_sigma(self, t: torch.Tensor, dt: float) -> torch.Tensor:
+        """σ_{i-1} = σ(t - dt), 0 before the first level."""
+        return torch.where(t - dt > 0, self.sigma((t - dt).clamp(min=0)), torch.zeros_like(t))
+
+    def ancestral(self, x, t, score, dt, noise):
+        """SMLD's ancestral step (Song et al. 2021, Appendix F, eq. 47):
+        x_{i-1} = x_i + (σ_i² - σ_{i-1}²) s + sqrt(σ_{i-1}² (σ_i² - σ_{i-1}²) / σ_i²) z."""
+        sigma, prev = self.sigma(t), self._previous_sigma(t, dt)
+        jump = sigma ** 2 - prev ** 2  # (B,)
+        return x + unsqueeze_as(jump, x) * score + unsqueeze_as(torch.sqrt(prev ** 2 * jump / sigma ** 2), x) * noise
 
 
+@SDES.register("vp")
 class VPSDE(SDE):
     """Variance preserving SDE (DDPM in continuous time; Song et al. 2021, eq. 11):
     dx = -½ β(t) x dt + sqrt(β(t)) dw with β(t) = β_min + t (β_max - β_min).
-    Kernel (eq. 29): mean = exp(-½∫β) x0, var = 1 - exp(-∫β), ∫_0^t β = β_min t + ½ t² (β_max - β_min)."""
+    Kernel (eq. 29): mean = exp(-½∫β) x0, var = 1 - exp(-∫β), ∫_0^t β = β_min t + ½ t² (β_max - β_min).
+
+    ``discretization`` picks the discrete chain behind the reverse-diffusion and ancestral predictors:
+
+    - ``"exact"``: β_i = 1 - exp(-∫_{t-Δt}^t β), the exact variance of the OU step, so every β_i < 1 and any
+      number of steps is stable;
+    - ``"ddpm"``: DDPM's table β_i = β(t) Δt (score_sde's ``discrete_betas``), first order in Δt: β_i > 1 below
+      about 20 steps (NaN), but at 20 to 100 steps it is the more accurate of the two (`benchmarks/sde_bench.py
+      --part discretization` measures both on a Gaussian with its exact score).
+    """
 
     name = "vp"
+    range_params = ("beta_min", "beta_max")
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000, discretization: str = "exact"):
         if not 0 < beta_min < beta_max:
-            raise DlcourseError(f"VPSDE needs 0 < beta_min < beta_max, got {beta_min} and {beta_max}")
+            raise DlcourseError(f"{type(self).__name__} needs 0 < beta_min < beta_max, got {beta_min} and {beta_max}")
+        if discretization not in ("exact", "ddpm"):
+            raise DlcourseError(f"discretization must be 'exact' or 'ddpm', got {discretization!r}")
         self.beta_min, self.beta_max, self.N = float(beta_min), float(beta_max), int(N)
+        self.discretization = discretization
         self.eps = 1e-3
 
     def beta(self, t):
@@ -178,9 +233,11 @@ class VPSDE(SDE):
         return 1.0
 
     def discrete_beta(self, t: torch.Tensor, dt: float | None = None) -> torch.Tensor:
-        """β_i = 1 - exp(-∫_{t-dt}^t β(s) ds) (B,): the exact variance of the OU step that ends at t, so that any
-        number of steps stays stable (β_i < 1). For dt = T / N it equals DDPM's β(t) / N to first order."""
+        """β_i (B,) of the forward step that ends at t: 1 - exp(-∫_{t-dt}^t β(s) ds) (``"exact"``, always < 1) or
+        DDPM's first-order β(t) dt (``"ddpm"``); the two agree to first order in dt."""
         dt = self.T / self.N if dt is None else dt
+        if self.discretization == "ddpm":
+            return self.beta(t) * dt
         return -torch.expm1(-(self.integrated_beta(t) - self.integrated_beta((t - dt).clamp(min=0))))
 
     def discretize(self, x, t, dt=None):
@@ -192,7 +249,14 @@ class VPSDE(SDE):
         """α_i = 1 - β_i of the Langevin corrector (Song et al. 2021, Algorithm 5)."""
         return 1 - self.discrete_beta(t, dt)
 
+    def ancestral(self, x, t, score, dt, noise):
+        """DDPM's ancestral step (Song et al. 2021, Appendix F, eq. 46 reversed; Ho et al. 2020, Algorithm 2 with
+        the ε-prediction written as a score): x_{i-1} = (x_i + β_i s) / sqrt(1 - β_i) + sqrt(β_i) z."""
+        beta = unsqueeze_as(self.discrete_beta(t, dt), x)
+        return (x + beta * score) / torch.sqrt(1 - beta) + torch.sqrt(beta) * noise
 
+
+@SDES.register("subvp")
 class SubVPSDE(VPSDE):
     """sub-VP SDE (Song et al. 2021, eq. 12): same drift as VP, g(t)² = β(t) (1 - exp(-2∫β)); its kernel's
     variance (eq. 33) (1 - exp(-∫β))² is never above the VP one, hence the name."""
@@ -209,37 +273,44 @@ class SubVPSDE(VPSDE):
     def discretize(self, x, t, dt=None):
         return SDE.discretize(self, x, t, dt)  # Euler-Maruyama: sub-VP has no discrete-time counterpart
 
+    def ancestral(self, x, t, score, dt, noise):
+        return SDE.ancestral(self, x, t, score, dt, noise)
 
-class ReverseSDE:
-    """Reverse-time processes of a forward ``sde`` given a score s(x, t) (Song et al. 2021):
 
-    - reverse SDE (eq. 6):   dx = [f(x, t) - g(t)² s(x, t)] dt + g(t) dw̄, run from T down to 0;
-    - probability-flow ODE (eq. 13): dx/dt = f(x, t) - ½ g(t)² s(x, t), with the same marginals p_t.
+@SDES.register("cosine")
+class CosineVPSDE(VPSDE):
+    """The cosine schedule of Nichol & Dhariwal (2021, "Improved denoising diffusion probabilistic models", eq. 17)
+    as a VP SDE: ᾱ(t) = f(t) / f(0) with f(t) = cos²(π/2 · (t + s) / (1 + s)), s = 0.008, i.e.
+
+        ∫_0^t β = -log ᾱ(t),   β(t) = π / (1 + s) · tan(π/2 · (t + s) / (1 + s)).
+
+    ᾱ(1) = 0 makes β infinite at t = 1, so the process stops at T = 0.999, where ᾱ(T) = 2.4e-6 (the mean keeps
+    1.6e-3 of x(0), and the prior N(0, I) is that close to p_T): the continuous counterpart of the paper's clipping
+    of β_t at 0.999. Every method of the VP SDE (kernel, reverse processes, discretisations) follows from these
+    two functions.
     """
 
-    def __init__(self, sde: SDE, score_fn: ScoreFn):
-        self.sde, self.score_fn = sde, score_fn
+    name = "cosine"
+    range_params = ()
 
-    def sde_drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        g = unsqueeze_as(self.sde.diffusion(t), x)
-        return self.sde.drift(x, t) - g ** 2 * self.score_fn(x, t)
+    def __init__(self, s: float = 0.008, N: int = 1000, discretization: str = "exact", T: float = 0.999):
+        if not 0 < s < 1 or not 0 < T < 1:
+            raise DlcourseError(f"the cosine schedule needs 0 < s < 1 and 0 < T < 1, got s={s}, T={T}")
+        if discretization not in ("exact", "ddpm"):
+            raise DlcourseError(f"discretization must be 'exact' or 'ddpm', got {discretization!r}")
+        self.s, self.T, self.N, self.discretization, self.eps = float(s), float(T), int(N), discretization, 1e-3
 
-    def ode_drift(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        g = unsqueeze_as(self.sde.diffusion(t), x)
-        return self.sde.drift(x, t) - 0.5 * g ** 2 * self.score_fn(x, t)
+    def _angle(self, t):
+        return 0.5 * math.pi * (t + self.s) / (1 + self.s)
 
-    def discretize(self, x: torch.Tensor, t: torch.Tensor, dt: float | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reverse-diffusion step coefficients (Song et al. 2021, eq. 47): x_i = x_{i+1} - f_{i+1} + G_{i+1}² s + G_{i+1} z."""
-        f, G = self.sde.discretize(x, t, dt)
-        return f - unsqueeze_as(G, x) ** 2 * self.score_fn(x, t), G
+    def beta(self, t):
+        return math.pi / (1 + self.s) * torch.tan(self._angle(t))
 
-
-_SDES = {"ve": VESDE, "vp": VPSDE, "subvp": SubVPSDE}
+    def integrated_beta(self, t):
+        # clamped: at t = 0 the difference of the two logs can round to -1e-17 (a NaN std downstream)
+        return (-2 * (torch.log(torch.cos(self._angle(t))) - math.log(math.cos(self._angle(0.0))))).clamp(min=0)
 
 
 def make_sde(name: str, **kwargs) -> SDE:
     """``make_sde("vp")`` with the paper's default constants, or overrides such as ``beta_max=10``."""
-    if name not in _SDES:
-        raise DlcourseError(f"unknown SDE {name!r}; choose one of: {', '.join(_SDES)}")
-    return _SDES[name](**kwargs)
+    return SDES.get(name)(**kwargs)

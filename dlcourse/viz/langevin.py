@@ -6,8 +6,8 @@ Two players, both built on `dlcourse.viz.player.FramePlayer` (every frame is a P
   with controls for the step size ε, the number of steps, the noise level σ and annealing. Every combination of
   the controls' values is simulated and rendered when the player is built, so a control swaps precomputed
   frames and never waits for a sampler or for matplotlib.
-- `image_chain_player`: an annealed Langevin chain of images (e.g. the shipped ``ncsn_digits`` model) as a grid,
-  one frame per recorded step.
+- `image_chain_player`: an annealed Langevin chain of images (e.g. of the shipped ``ncsn_fashion`` model, recorded
+  by `dlcourse.score.family.model_image_chain`) as a grid, one frame per recorded step.
 
 The non-widget halves, used by the tests and by anyone who wants the pictures without a kernel:
 `toy_chain` (simulate), `ChainCanvas` / `render_chain_pngs` (draw 2-D chains), `image_chain` / `image_grid` /
@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ShapeError
+from .images import image_grid
 from .player import DEFAULT_DPI, FramePlayer
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "LangevinPlayer",
     "ImageChain",
     "image_chain",
-    "shipped_image_chain",
     "image_grid",
     "render_image_chain_pngs",
     "image_chain_player",
@@ -127,7 +127,7 @@ def toy_chain(score_fn: ScoreFn, *, step_size: float, n_steps: int, sigma: float
     The samplers are `dlcourse.score.langevin_dynamics` and `dlcourse.score.annealed_langevin_dynamics`
     (paper convention) with ``record_every``.
     """
-    from ..score import annealed_langevin_dynamics, langevin_dynamics
+    from ..score.langevin import annealed_langevin_dynamics, langevin_dynamics
 
     if not (step_size > 0 and math.isfinite(step_size)):
         raise ConfigError(f"step_size must be positive, got {step_size}")
@@ -480,7 +480,7 @@ def image_chain(score_fn: ScoreFn, x0: torch.Tensor, sigmas: Sequence[float] | t
                 generator: torch.Generator | None = None) -> ImageChain:
     """Run `dlcourse.score.annealed_langevin_dynamics` from ``x0`` (B, C, H, W) and record about ``n_frames``
     frames (every ``ceil(L T / n_frames)`` steps, the end, and the denoised output if ``denoise``)."""
-    from ..score import annealed_langevin_dynamics
+    from ..score.langevin import annealed_langevin_dynamics
 
     if x0.dim() != 4:
         raise ShapeError(f"x0 must be a batch of images (B, C, H, W), got shape {tuple(x0.shape)}")
@@ -497,52 +497,6 @@ def image_chain(score_fn: ScoreFn, x0: torch.Tensor, sigmas: Sequence[float] | t
         steps.append(total)
     sigmas_f = [ladder[min(max(t - 1, 0) // n_steps_each, len(ladder) - 1)] for t in steps]
     return ImageChain(frames, steps, sigmas_f, denoised=denoise)
-
-
-def shipped_image_chain(checkpoint: str = "ncsn_digits", n_images: int = 16, *, seed: int = 0, n_frames: int = 40,
-                        **sampler_overrides) -> ImageChain:
-    """The chain of a trained image NCSN (a shipped name or a path; see `dlcourse.score.load_ncsn`) on the CPU,
-    with the ladder and sampler settings stored in its config (``sampler_overrides`` replace the sampler's fields,
-    e.g. ``n_steps_each=5``; ε is then re-derived by NCSNv2's rule unless given). The same samples as
-    ``dlcourse sample ncsn --seed SEED`` on the CPU: uniform start on [init_low, init_high], then `image_chain`."""
-    import dataclasses
-
-    from ..score import load_ncsn, sigmas_of
-    from ..score.family import data_shape, resolve_config
-
-    model, cfg = load_ncsn(checkpoint, "cpu")
-    if cfg.data == "toy":
-        raise ConfigError(f"{checkpoint} is a 2-D model; use LangevinPlayer(score_fn=model) for it")
-    scfg = dataclasses.replace(cfg.sampler, **sampler_overrides)
-    if "n_steps_each" in sampler_overrides and "eps" not in sampler_overrides:
-        scfg.eps = None
-    cfg = resolve_config(dataclasses.replace(cfg, sampler=scfg))
-    s = cfg.sampler
-    generator = torch.Generator().manual_seed(int(seed))
-    x0 = s.init_low + (s.init_high - s.init_low) * torch.rand((n_images, *data_shape(cfg)), generator=generator)
-    return image_chain(model, x0, sigmas_of(cfg), s.eps, s.n_steps_each, convention=s.convention, denoise=s.denoise,
-                       n_frames=n_frames, generator=generator)
-
-
-def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scale: int = 4,
-               pad_value: float = 1.0) -> np.ndarray:
-    """Images (B, C, H, W) in [0, 1] (clamped) as one grid array in [0, 1]: (H', W') for C = 1, (H', W', 3) for C = 3;
-    ``nrow`` images per row (default ⌈√B⌉), ``pad`` pixels between them, every pixel enlarged ``scale`` times."""
-    if images.dim() != 4 or images.shape[1] not in (1, 3):
-        raise ShapeError(f"images must have shape (B, C, H, W) with C = 1 or 3, got {tuple(images.shape)}")
-    if scale < 1 or pad < 0:
-        raise ConfigError(f"need scale >= 1 and pad >= 0, got scale={scale}, pad={pad}")
-    x = images.detach().float().cpu().clamp(0.0, 1.0).numpy()
-    b, c, h, w = x.shape
-    nrow = nrow or math.ceil(math.sqrt(b))
-    ncol = math.ceil(b / nrow)
-    grid = np.full((c, ncol * (h + pad) + pad, nrow * (w + pad) + pad), pad_value, dtype=np.float32)
-    for i in range(b):
-        r, q = divmod(i, nrow)
-        top, left = pad + r * (h + pad), pad + q * (w + pad)
-        grid[:, top: top + h, left: left + w] = x[i]
-    grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
-    return grid[0] if c == 1 else grid.transpose(1, 2, 0)
 
 
 def render_image_chain_pngs(chain: ImageChain | torch.Tensor, nrow: int | None = None, scale: int = 4,
