@@ -1,7 +1,7 @@
 """Device choice, seeding, thread pinning and the one broadcasting helper the package uses.
 
 Only entry points (the CLI, a notebook's first cell) pick a device; library code follows the data
-(DESIGN.md, style rule 3).
+(ARCHITECTURE.md, style rule 3).
 """
 
 from __future__ import annotations

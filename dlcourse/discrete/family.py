@@ -24,6 +24,7 @@ from ..registry import Family, SampleOutput
 from ..utils import count_parameters
 from .config import PRESETS, TextConfig
 from .graphs import Graph, make_graph
+from .losses import ar_loss, mdlm_loss, sedd_loss
 from .markov import MarkovChain
 from .schedules import Schedule, make_schedule
 
@@ -159,6 +160,12 @@ class TextFamily(Family):
                  condition=None, prefix=None, generator: torch.Generator | None = None, record: bool = False):
         raise NotImplementedError
 
+    def _diffusion_noise(self, cfg: TextConfig, prefix) -> tuple[Graph, Schedule]:
+        """The graph and schedule a diffusion sampler needs (which holds fixed characters by condition, not prefix)."""
+        if prefix is not None:
+            raise ConfigError("diffusion models take fixed characters as condition=make_condition(length, prefix=...)")
+        return build_noise(cfg)
+
     def bpc(self, model, cfg: TextConfig, data: torch.Tensor, seed: int = 0) -> dict[str, float]:
         """Bits per character of ``model`` on windows ``data`` (n, L)."""
         from .evaluate import diffusion_bpc
@@ -168,37 +175,35 @@ class TextFamily(Family):
         return diffusion_bpc(model, self.name, data, schedule, graph, n_times=cfg.eval_times, generator=gen)
 
 
-class MDLMFamily(TextFamily):
-    name = "mdlm"
-    paper = "masked diffusion LM (MDLM, SUBS, {cfg.noise.schedule} schedule), {net}"
+class DiffusionFamily(TextFamily):
+    """MDLM and SEDD: a loss ``objective(model, x, schedule, graph)`` over the config's forward process."""
+
+    objective = None
 
     def loss(self, cfg: TextConfig):
-        from .losses import mdlm_loss
-
         graph, schedule = build_noise(cfg)
-        return lambda model, x: mdlm_loss(model, x, schedule, graph)
+        return lambda model, x: self.objective(model, x, schedule, graph)
+
+
+class MDLMFamily(DiffusionFamily):
+    name = "mdlm"
+    paper = "masked diffusion LM (MDLM, SUBS, {cfg.noise.schedule} schedule), {net}"
+    objective = staticmethod(mdlm_loss)
 
     def generate(self, model, cfg, num, length=None, steps=None, condition=None, prefix=None, generator=None,
                  record=False, cache: bool | None = None):
         """MDLM ancestral samples (`dlcourse.discrete.samplers.mdlm_sample`); ``condition`` holds fixed positions."""
         from .samplers import mdlm_sample
 
-        if prefix is not None:
-            raise ConfigError("diffusion models take fixed characters as condition=make_condition(length, prefix=...)")
-        graph, schedule = build_noise(cfg)
+        graph, schedule = self._diffusion_noise(cfg, prefix)
         return mdlm_sample(model, schedule, graph, num, length or cfg.seq_len, steps or cfg.sampler.steps, condition,
                            generator, cache=cfg.sampler.cache if cache is None else cache, record=record)
 
 
-class SEDDFamily(TextFamily):
+class SEDDFamily(DiffusionFamily):
     name = "sedd"
     paper = "SEDD on the {cfg.noise.graph} graph ({cfg.noise.schedule} schedule), {net}"
-
-    def loss(self, cfg: TextConfig):
-        from .losses import sedd_loss
-
-        graph, schedule = build_noise(cfg)
-        return lambda model, x: sedd_loss(model, x, schedule, graph)
+    objective = staticmethod(sedd_loss)
 
     def add_sample_args(self, p: argparse.ArgumentParser) -> None:
         super().add_sample_args(p)
@@ -214,9 +219,7 @@ class SEDDFamily(TextFamily):
         """SEDD samples by Tweedie or Euler τ-leaping (`dlcourse.discrete.samplers.sedd_sample`)."""
         from .samplers import sedd_sample
 
-        if prefix is not None:
-            raise ConfigError("diffusion models take fixed characters as condition=make_condition(length, prefix=...)")
-        graph, schedule = build_noise(cfg)
+        graph, schedule = self._diffusion_noise(cfg, prefix)
         return sedd_sample(model, schedule, graph, num, length or cfg.seq_len, steps or cfg.sampler.steps,
                            method or cfg.sampler.method, condition, generator, record=record)
 
@@ -227,8 +230,6 @@ class ARFamily(TextFamily):
     paper = "autoregressive character {net}; the baseline and the judge of sample quality"
 
     def loss(self, cfg: TextConfig):
-        from .losses import ar_loss
-
         return lambda model, x: ar_loss(model, x, MASK_ID)
 
     def generate(self, model, cfg, num, length=None, steps=None, condition=None, prefix=None, generator=None,
