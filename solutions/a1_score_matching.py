@@ -39,9 +39,11 @@ device = setup_notebook(seed=0)
 #
 # **How to work.** Fill in each function where it says `raise NotImplementedError(...)`; keep its name and
 # arguments. Run the test cell under it: silence means you passed the *public* tests; otherwise the message says
-# what is wrong. Before handing in, run `dlcourse grade a1_score_matching.ipynb` in a terminal. The instructor
-# grades with further *hidden* tests (other shapes, per-sample noise levels, float64). While grading, the
-# package's own `dsm_loss`, `langevin_step`, `annealed_step_sizes` and `geometric_sigmas` are **blocked**.
+# what is wrong. Before handing in, check your work from a terminal in the course folder with
+# `.venv/bin/dlcourse grade assignments/a1_score_matching.ipynb` (see [course/grading.md](../course/grading.md)).
+# The instructor grades with further *hidden* tests (other shapes, per-sample noise levels, float64). While
+# grading, the package's own `dsm_loss`, `langevin_step`, `annealed_step_sizes` and `geometric_sigmas` are
+# **blocked**.
 #
 # Every function takes its random numbers ($z$) as an argument, so its result is a deterministic function of its
 # inputs and can be checked exactly.
@@ -90,6 +92,14 @@ check_close(perturb(x, 0.5, z), x + 0.5 * z, name="perturb(x, 0.5, z)",
 sigmas = torch.tensor([0.1, 1.0, 4.0])
 check_close(perturb(x, sigmas, z), x + sigmas.unsqueeze(-1) * z, name="perturb(x, sigmas, z) with sigmas of shape (3,)",
             hint="Sample i must get its own sigma_i: reshape sigmas to (B, 1) before multiplying.")
+# any rank: images (B, C, H, W) with one sigma per image (a reshape to (B, 1) breaks here)
+x_img = torch.linspace(-1.0, 1.0, 2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
+z_img = torch.linspace(1.0, -1.0, 2 * 3 * 4 * 4).reshape(2, 3, 4, 4)
+sigmas_img = torch.tensor([0.5, 2.0])
+check_close(perturb(x_img, sigmas_img, z_img), x_img + sigmas_img.reshape(2, 1, 1, 1) * z_img,
+            name="perturb(x, sigmas, z) on images of shape (2, 3, 4, 4) with sigmas of shape (2,)",
+            hint="Reshape sigmas to (B, 1, 1, 1) for images: sigma.reshape(-1, *[1] * (x.dim() - 1)) works for "
+                 "every rank.")
 ### BEGIN HIDDEN TESTS
 gen = torch.Generator().manual_seed(1)
 x = torch.rand(4, 1, 3, 3, generator=gen, dtype=torch.float64)
@@ -140,17 +150,19 @@ def dsm_loss(score, z, sigma):
 # %% nbgrader={"grade": true, "grade_id": "q2_dsm_loss", "locked": true, "points": 3, "solution": false}
 score = torch.tensor([[-0.5, 1.0], [-1.2, 0.4], [0.3, -0.1]])
 z = torch.tensor([[0.5, -1.0], [1.5, 0.0], [-0.2, 0.3]])
-got = dsm_loss(score, z, 0.5)
-check_shape(got, (), name="dsm_loss(score, z, 0.5)")
-check_close(got, (0.5 * 0.25 * (score + z / 0.5).square().sum(-1)).mean(), rtol=1e-5, atol=1e-6,
-            name="dsm_loss(score, z, 0.5)", mistakes={
-    "the sigma^2 weighting is missing": (0.5 * (score + z / 0.5).square().sum(-1)).mean(),
+# sigma = 0.8 tells the weights apart: 1/2 sigma^2 = 0.32, sigma^2 = 0.64 (the 1/2 dropped), 1/2 sigma = 0.4
+got = dsm_loss(score, z, 0.8)
+check_shape(got, (), name="dsm_loss(score, z, 0.8)")
+residual = (score + z / 0.8).square().sum(-1)  # ||s + z / sigma||^2 per sample, (3,)
+check_close(got, (0.5 * 0.64 * residual).mean(), rtol=1e-5, atol=1e-6, name="dsm_loss(score, z, 0.8)", mistakes={
+    "the sigma^2 weighting is missing": (0.5 * residual).mean(),
+    "the 1/2 in front of the loss is missing": (0.64 * residual).mean(),
+    "the weight is sigma instead of sigma^2": (0.5 * 0.8 * residual).mean(),
     "the target has the wrong sign (score - z/sigma instead of score + z/sigma)":
-        (0.5 * 0.25 * (score - z / 0.5).square().sum(-1)).mean(),
+        (0.5 * 0.64 * (score - z / 0.8).square().sum(-1)).mean(),
     "the squared norm was averaged over the coordinates instead of summed":
-        (0.5 * 0.25 * (score + z / 0.5).square().mean(-1)).mean(),
-    "the target is z / sigma^2 instead of z / sigma": (0.5 * 0.25 * (score + z / 0.25).square().sum(-1)).mean(),
-    "the weight is sigma instead of sigma^2": (0.5 * 0.5 * (score + z / 0.5).square().sum(-1)).mean(),
+        (0.5 * 0.64 * (score + z / 0.8).square().mean(-1)).mean(),
+    "the target is z / sigma^2 instead of z / sigma": (0.5 * 0.64 * (score + z / 0.64).square().sum(-1)).mean(),
 })
 # The exact score of Gaussian data N(0, s^2 I), blurred to N(0, (s^2 + sigma^2) I), reaches the analytic minimum
 # 1/2 D s^2 / (s^2 + sigma^2): the per-sample loss is 1/2 v chi^2_D with v = s^2 / (s^2 + sigma^2), so its mean over
@@ -391,4 +403,4 @@ plt.show()
 #
 # These three functions are the core of `dlcourse train ncsn` (the loss, with one random level per sample) and
 # `dlcourse sample ncsn` (the step, inside a loop over the ladder). Check your work with
-# `dlcourse grade a1_score_matching.ipynb` and hand in the notebook.
+# `.venv/bin/dlcourse grade assignments/a1_score_matching.ipynb` and hand in the notebook.

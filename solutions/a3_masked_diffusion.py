@@ -56,10 +56,11 @@ device = setup_notebook(seed=0)
 # tokens: a (B, L, N) tensor. Per-sequence numbers (a time, $\alpha_t$) have shape (B,).
 #
 # **How to work.** Fill in each function where it says `raise NotImplementedError(...)`, run the test cell under
-# it, and check your work from a terminal with `dlcourse grade a3_masked_diffusion.ipynb`. Every function takes
-# the randomness it needs (uniform numbers `u`) as an argument, so its result can be checked exactly. The
-# instructor adds hidden tests (other shapes, float64, times near 0 and 1, statistical checks). The package's own
-# masking, losses and samplers (`dlcourse.discrete`) are blocked while grading.
+# it, and check your work from a terminal in the course folder with
+# `.venv/bin/dlcourse grade assignments/a3_masked_diffusion.ipynb` (see [course/grading.md](../course/grading.md)).
+# Every function takes the randomness it needs (uniform numbers `u`) as an argument, so its result can be checked
+# exactly. The instructor adds hidden tests (other shapes, float64, times near 0 and 1, statistical checks). The
+# package's own masking, losses and samplers (`dlcourse.discrete`) are blocked while grading.
 
 # %%
 import torch
@@ -339,6 +340,18 @@ check_equal(got, want, name="ancestral_step(x_t, probs, alpha_t, alpha_s, u)",
                                                                                          swap=True),
                       "you put the 'stay masked' outcome first; it comes last, after the N tokens":
                       ref_step(x_t, probs, a_t, a_s, u, stay_first=True)})
+# a vocabulary of N = 5 tokens: "stay masked" (outcome N) is still written MASK_ID = 27, not 5
+gen = torch.Generator().manual_seed(31)
+x_t = ref_mask(torch.randint(5, (3, 6), generator=gen), torch.tensor([1.0, 0.6, 0.3]), torch.rand(3, 6, generator=gen),
+               eps=0.0)
+probs = torch.softmax(torch.randn(3, 6, 5, generator=gen, dtype=torch.float64), -1)
+alpha_t, alpha_s = torch.tensor([0.0, 0.4, 0.7], dtype=torch.float64), torch.tensor([0.3, 0.6, 0.8], dtype=torch.float64)
+u = torch.rand(3, 6, generator=gen, dtype=torch.float64)
+want = ref_step(x_t, probs, alpha_t, alpha_s, u)
+check_equal(ancestral_step(x_t, probs, alpha_t, alpha_s, u), want,
+            name="ancestral_step with N = 5 tokens (the mask is still MASK_ID = 27)",
+            mistakes={"you wrote outcome N (= 5 here) for 'stay masked'; it must be MASK_ID whatever N is":
+                      torch.where(want == MASK_ID, torch.full_like(want, 5), want)})
 ### BEGIN HIDDEN TESTS
 # float64 and float32, another vocabulary, a step to s = 0 (alpha_s = 1) unmasks everything
 gen = torch.Generator().manual_seed(30)

@@ -44,9 +44,11 @@ device = setup_notebook(seed=0)
 #    advantages, 1 point.
 #
 # **How to work.** Fill in each function where it says `raise NotImplementedError(...)`, run the test cell under
-# it, and check your work from a terminal with `dlcourse grade a4_gail.ipynb`. The instructor adds hidden tests
-# (other shapes, float64, logits of ±1000, episodes that end in the middle of a batch). The package's own
-# `dlcourse.rl.gail.discriminator_loss`, `gail_reward` and `dlcourse.rl.ppo.gae` are blocked while grading.
+# it, and check your work from a terminal in the course folder with
+# `.venv/bin/dlcourse grade assignments/a4_gail.ipynb` (see [course/grading.md](../course/grading.md)). The
+# instructor adds hidden tests (other shapes, float64, logits of ±1000, episodes that end in the middle of a
+# batch). The package's own `dlcourse.rl.gail.discriminator_loss`, `gail_reward` and `dlcourse.rl.ppo.gae` are
+# blocked while grading.
 
 # %% tags=["grading-setup"]
 import math

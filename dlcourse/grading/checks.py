@@ -10,10 +10,12 @@ a transposed matrix, an off-by-one index)::
     check_close(got, expected, name="sample_components(w, u)")
 
 ``name`` is how the message refers to the value; use the call that produced it. ``mistakes`` maps a description
-of a known bug to the values that bug would give; when the student's values match one, the message names it.
+of a known bug to the values that bug would give; when the student's values match one, the message names it (all
+of them, if several match: choose test data that tells them apart; `lint_mistakes` checks that it does).
 
 Statistical checks (`check_mean_close`, `check_cov_close`, `check_frequencies`) state their tolerance in standard
-errors and, in the message, the chance that a correct sampler fails them.
+errors of a correct sampler, computed from the reference distribution (never from the samples they check), and,
+in the message, the chance that a correct sampler fails them.
 
 The same checks run in a student's notebook (public tests, "check my work" in Jupyter) and in the grader, where
 they run in the grader's own process on the values the student's functions returned (see `dlcourse.grading`).
@@ -41,6 +43,7 @@ __all__ = [
     "check_cov_close",
     "check_frequencies",
 ]
+# (also `lint_mistakes` and `MistakesNotSeparated`, for authors of masters; not star-exported)
 
 
 class CheckFailed(AssertionError):
@@ -310,6 +313,8 @@ def check_close(got: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e
     floats). ``mistakes`` maps a description ("you used L^T z instead of L z") to the values that mistake gives;
     ``hint`` is appended when the values differ.
     """
+    if mistakes and _LINT["on"]:
+        _lint_mistakes(expected, mistakes, name, rtol, atol)
     if not isinstance(got, torch.Tensor) and isinstance(got, (int, float)) and not isinstance(expected, torch.Tensor):
         got = torch.tensor(got)
     got = check_tensor(got, name)
@@ -362,17 +367,64 @@ def check_close(got: Any, expected: Any, *, rtol: float = 1e-5, atol: float = 1e
         count = f"{nbad} of {n} values are off. " if n > 1 else ""
         msg = (f"{name} {head}: {count}The largest difference is {_fmt(abs(gv - ev))}{_at(worst, shape)}: "
                f"got {_fmt(gv)}, expected {_fmt(ev)} (tolerance: atol={atol:g}, rtol={rtol:g}).")
-    for label, alt in (mistakes or {}).items():
-        alt_t = _as_expected(alt, got)
-        if alt_t.shape == got.shape and _close(g, alt_t, max(rtol, 1e-6), max(atol, 1e-6)):
-            msg += f" It looks like {label}."
-            break
-    else:
-        if not exact:
-            msg += "".join(" " + h for h in _hints(g, e, rtol, atol))
+    matched = [label for label, alt in (mistakes or {}).items() if _matches(g, alt, got, rtol, atol)]
+    if len(matched) == 1:
+        msg += f" It looks like {matched[0]}."
+    elif matched:
+        msg += (" It looks like one of these (they give the same values here): "
+                + "; or ".join(matched) + ".")
+    elif not exact:
+        msg += "".join(" " + h for h in _hints(g, e, rtol, atol))
     if hint:
         msg += " " + hint
     raise CheckFailed(msg)
+
+
+def _matches(g: torch.Tensor, alt: Any, like: torch.Tensor, rtol: float, atol: float) -> bool:
+    alt_t = _as_expected(alt, like)
+    return alt_t.shape == g.shape and _close(g, alt_t.detach().cpu(), max(rtol, 1e-6), max(atol, 1e-6))
+
+
+# Authoring aid: with lint_mistakes(True), every check_close given `mistakes` first checks that the test data tells
+# each listed mistake apart from the expected values and from every other listed mistake (a test that cannot would
+# diagnose one mistake as another). tests/test_grading.py turns it on while grading every master.
+_LINT = {"on": False}
+
+
+class lint_mistakes:
+    """``with lint_mistakes():`` (or ``lint_mistakes(True)`` / ``lint_mistakes(False)``) turns the check of
+    listed mistakes on; it raises `MistakesNotSeparated` when two of them, or one and the expected values,
+    coincide on the test's data."""
+
+    def __init__(self, on: bool = True):
+        self._previous = _LINT["on"]
+        _LINT["on"] = bool(on)
+
+    def __enter__(self) -> "lint_mistakes":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _LINT["on"] = self._previous
+
+
+class MistakesNotSeparated(AssertionError):
+    """A test lists mistakes its data cannot tell apart (a problem of the master, not of the student's code)."""
+
+
+def _lint_mistakes(expected: Any, mistakes: Mapping[str, Any], name: str, rtol: float, atol: float) -> None:
+    exp = _as_expected(expected, None).detach().cpu()
+    exact = not (exp.is_floating_point() or exp.is_complex())
+    tol_r, tol_a = (0.0, 0.0) if exact else (max(rtol, 1e-6), max(atol, 1e-6))
+    items = [(label, _as_expected(alt, exp if exp.is_floating_point() else None).detach().cpu())
+             for label, alt in mistakes.items()]
+    for i, (label, alt) in enumerate(items):
+        if alt.shape == exp.shape and _close(alt, exp, tol_r, tol_a):
+            raise MistakesNotSeparated(f"in the test of {name}, the mistake {label!r} gives the expected values: the "
+                                       "test data cannot detect it")
+        for other, alt2 in items[i + 1:]:
+            if alt.shape == alt2.shape and _close(alt, alt2, tol_r, tol_a):
+                raise MistakesNotSeparated(f"in the test of {name}, the mistakes {label!r} and {other!r} give the "
+                                           "same values: the test data cannot tell them apart")
 
 
 def check_equal(got: Any, expected: Any, *, name: str = "your result", mistakes: Mapping[str, Any] | None = None,
@@ -406,52 +458,70 @@ def _vec(values: torch.Tensor) -> str:
     return "(" + ", ".join(f"{v:.4g}" for v in values.reshape(-1).tolist()) + ")"
 
 
-def check_mean_close(samples: Any, mean: Any, *, std: Any = None, n_se: float = 4.0,
+def check_mean_close(samples: Any, mean: Any, *, cov: Any = None, std: Any = None, n_se: float = 4.0,
                      name: str = "your samples", hint: str | None = None) -> None:
     """The sample mean of ``samples`` (n, d) is within ``n_se`` standard errors of ``mean`` (d,), per coordinate.
 
-    The standard error is std / sqrt(n), with ``std`` the true standard deviation when given, else the sample's.
-    A correct sampler fails this check with probability about d * P(|Z| > n_se) (6e-5 per coordinate for 4).
+    The standard error is sqrt(cov_ii / n) with ``cov`` (d, d) the reference distribution's covariance (or ``std``
+    (d,) its standard deviations): the tolerance comes from the reference, never from the samples under test (a
+    single huge outlier would widen its own error bars). A correct sampler fails with probability about
+    d * P(|Z| > n_se) (6e-5 per coordinate for 4).
     """
     s = _samples_2d(samples, name)
-    n = s.shape[0]
+    n, d = s.shape
     mu = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)
-    if mu.numel() != s.shape[1]:
-        raise CheckFailed(f"{name} has samples of dimension {s.shape[1]}, but the mean has {mu.numel()} coordinates.")
-    sd = s.std(dim=0) if std is None else torch.as_tensor(std, dtype=torch.float64).reshape(-1).expand(s.shape[1])
+    if mu.numel() != d:
+        raise CheckFailed(f"{name} has samples of dimension {d}, but the mean has {mu.numel()} coordinates.")
+    if cov is not None:
+        sd = torch.as_tensor(cov, dtype=torch.float64).reshape(d, d).diagonal().clamp_min(0).sqrt()
+    elif std is not None:
+        sd = torch.as_tensor(std, dtype=torch.float64).reshape(-1).expand(d)
+    else:
+        raise TypeError("check_mean_close needs the reference distribution's cov (or std): its tolerance must not "
+                        "come from the samples it checks")
     se = sd / math.sqrt(n)
     m = s.mean(dim=0)
     bad = (m - mu).abs() > n_se * se
     if not bool(bad.any()):
         return
     msg = (f"The mean of {name} ({n} samples) is {_vec(m)}, but the expected mean is {_vec(mu)}, give or take "
-           f"{_vec(n_se * se)} ({n_se:g} standard errors, std/√n). A correct sampler fails this check with probability "
-           f"about {_two_sided_tail(n_se) * mu.numel():.0e}.")
+           f"{_vec(n_se * se)} ({n_se:g} standard errors of a correct sampler, sqrt(variance / n)). A correct sampler "
+           f"fails this check with probability about {_two_sided_tail(n_se) * d:.0e}.")
     if hint:
         msg += " " + hint
     raise CheckFailed(msg)
 
 
-def check_cov_close(samples: Any, cov: Any, *, n_se: float = 4.0, name: str = "your samples",
-                    hint: str | None = None) -> None:
+def check_cov_close(samples: Any, cov: Any, *, reference: Any = None, n_se: float = 4.0,
+                    name: str = "your samples", hint: str | None = None) -> None:
     """The sample covariance of ``samples`` (n, d) is within ``n_se`` standard errors of ``cov`` (d, d), entrywise.
 
-    The standard error of entry (i, j) is estimated from the samples as sd((x_i - m_i)(x_j - m_j)) / sqrt(n).
+    The standard errors are those of a correct sampler, from the reference, never from the samples under test:
+    for Gaussian data Var(S_ij) = (cov_ii cov_jj + cov_ij^2) / n; for other distributions pass ``reference``,
+    samples (m, d) of the true distribution drawn by the test, whose fourth moments give
+    Var(S_ij) = Var((x_i - mu_i)(x_j - mu_j)) / n.
     """
     s = _samples_2d(samples, name)
     n, d = s.shape
     c = torch.as_tensor(cov, dtype=torch.float64).reshape(d, d)
     centred = s - s.mean(dim=0)
-    products = centred.unsqueeze(-1) * centred.unsqueeze(-2)  # (n, d, d)
-    sample_cov = products.sum(0) / (n - 1)
-    se = products.std(dim=0) / math.sqrt(n)
+    sample_cov = (centred.unsqueeze(-1) * centred.unsqueeze(-2)).sum(0) / (n - 1)  # (d, d)
+    if reference is None:
+        var = (c.diagonal().unsqueeze(-1) * c.diagonal().unsqueeze(-2) + c.square())  # (d, d), Gaussian
+        source = "for Gaussian samples of the expected covariance"
+    else:
+        r = torch.as_tensor(reference, dtype=torch.float64).reshape(-1, d)
+        rc = r - r.mean(dim=0)
+        var = (rc.unsqueeze(-1) * rc.unsqueeze(-2)).var(dim=0)  # (d, d)
+        source = "estimated from the reference distribution"
+    se = var.clamp_min(0).sqrt() / math.sqrt(n)
     bad = (sample_cov - c).abs() > n_se * se
     if not bool(bad.any()):
         return
     i, j = (int(v) for v in bad.nonzero()[0])
     msg = (f"The covariance of {name} ({n} samples) is off: entry ({i}, {j}) is {sample_cov[i, j]:.4g}, expected "
-           f"{c[i, j]:.4g} give or take {n_se * se[i, j]:.2g} ({n_se:g} standard errors). Sample covariance: "
-           f"{[[round(v, 3) for v in row] for row in sample_cov.tolist()]}; expected: "
+           f"{c[i, j]:.4g} give or take {n_se * se[i, j]:.2g} ({n_se:g} standard errors of a correct sampler, "
+           f"{source}). Sample covariance: {[[round(v, 3) for v in row] for row in sample_cov.tolist()]}; expected: "
            f"{[[round(v, 3) for v in row] for row in c.tolist()]}.")
     if hint:
         msg += " " + hint

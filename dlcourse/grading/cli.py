@@ -1,7 +1,7 @@
 """``dlcourse assign``, ``dlcourse grade`` and ``dlcourse release``.
 
     dlcourse assign [--check]                         solutions/*.py -> assignments/*.ipynb (student versions)
-    dlcourse grade SUBMISSION.ipynb [--hidden] [--json] [--timeout S]
+    dlcourse grade SUBMISSION.ipynb [--hidden] [--json] [--timeout S] [--budget S] [--no-sandbox]
     dlcourse grade FOLDER --hidden --out DIR           one CSV and one JSON per submission in DIR
     dlcourse release DIR [--force]                     the student bundle, without solutions or hidden tests
 
@@ -91,15 +91,45 @@ def cmd_assign(args: argparse.Namespace) -> int:
 # grade
 
 
+def _folder_master(subs: list[Path], hidden: bool) -> tuple[str | None, dict[Path, str]]:
+    """The one assignment a folder's notebooks name, and the notebooks that cannot be read (with why). Notebooks
+    naming different assignments make the run refuse: one of them could be graded against an easier one."""
+    from .submission import SubmissionError, read_submission
+
+    names: dict[str, list[str]] = {}
+    unreadable: dict[Path, str] = {}
+    for sub in subs:
+        try:
+            parsed, _ = read_submission(sub)
+        except SubmissionError as exc:
+            unreadable[sub] = str(exc)
+            continue
+        if parsed.declared is not None:
+            names.setdefault(parsed.declared, []).append(sub.name)
+    if len(names) > 1:
+        counts = "; ".join(f"{n}: {len(v)} ({', '.join(v[:3])}{', ...' if len(v) > 3 else ''})"
+                           for n, v in sorted(names.items(), key=lambda kv: -len(kv[1])))
+        raise DlcourseError(f"the notebooks in this folder name different assignments ({counts}); grade one "
+                            "assignment per folder, or pass --master solutions/NAME.py to grade them all against "
+                            "that one")
+    return (next(iter(names)) if names else None), unreadable
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
-    from .grader import Grader, format_table, write_result
+    from . import sandbox as sb
 
     target = Path(args.submission)
+    if target.is_symlink():
+        raise DlcourseError(f"{target}: is a symbolic link; grade the file or folder itself")
     if not target.exists():
         raise DlcourseError(f"{target}: no such file or folder")
+    folder = target.is_dir()
+    mode = "off" if args.no_sandbox else ("required" if (args.hidden or folder) else "auto")
+    if mode == "required":
+        sb.require()  # before anything is read: one line saying how to install bubblewrap, or --no-sandbox
     out = Path(args.out) if args.out else None
-    if target.is_dir():
-        subs = sorted(p for p in target.glob("*.ipynb") if not p.name.startswith("."))
+    if folder:
+        subs = sorted(p for p in target.iterdir() if p.suffix == ".ipynb" and not p.name.startswith("."))
         if not subs:
             raise DlcourseError(f"{target}: no submissions (*.ipynb) in this folder")
         if out is None:
@@ -108,32 +138,60 @@ def cmd_grade(args: argparse.Namespace) -> int:
     else:
         subs = [target]
         protect = [out] if out is not None else []
-    grader = Grader(hidden=args.hidden, time_limit=args.timeout, cell_time_limit=args.cell_timeout,
-                    master=args.master, protect=protect)
+    from .grader import Grader, error_result, find_assignment, format_table, write_result
+
+    master = args.master
+    unreadable: dict[Path, str] = {}
+    if folder and master is None:
+        name, unreadable = _folder_master(subs, args.hidden)
+        if name is None:
+            raise DlcourseError(f"{target}: no notebook here says which assignment it is; pass --master "
+                                "solutions/NAME.py (or assignments/NAME.ipynb)")
+        master = find_assignment(name, args.hidden).path
+    grader = Grader(hidden=args.hidden, time_limit=args.timeout, cell_time_limit=args.cell_timeout, master=master,
+                    protect=protect, sandbox=mode, budget=args.budget, prefetch=folder)
     results = []
+    failed = 0
     for sub in subs:
-        try:
+        if folder:
+            if sub.is_symlink():
+                result = error_result(sub, "is a symbolic link; the grader never follows links",
+                                      grader.master.name, grader.master.max_points, args.hidden, grader.sandbox_label)
+            elif sub in unreadable:
+                result = error_result(sub, unreadable[sub], grader.master.name, grader.master.max_points,
+                                      args.hidden, grader.sandbox_label)
+            else:
+                try:
+                    result = grader.grade(sub)
+                except Exception as exc:  # noqa: BLE001 - one bad submission must not stop the others
+                    msg = str(exc) if isinstance(exc, DlcourseError) else f"the grader failed on it: " \
+                                                                         f"{type(exc).__name__}: {exc}"
+                    msg = msg.split(f"{sub}: ", 1)[-1]
+                    result = error_result(sub, msg[:500], grader.master.name, grader.master.max_points,
+                                          args.hidden, grader.sandbox_label)
+            if result.error:
+                failed += 1
+                print(f"{sub}: error: {result.error}", file=sys.stderr)
+        else:
             result = grader.grade(sub)
-        except DlcourseError as exc:
-            if len(subs) == 1:
-                raise
-            print(f"{sub}: error: {exc}", file=sys.stderr)
-            continue
         results.append(result)
         if out is not None:
             write_result(result, out)
-        if not args.json and len(subs) == 1:
+        if not args.json and not folder:
             print(format_table(result), end="")
     if args.json:
         data = [r.to_dict() for r in results]
-        print(json.dumps(data[0] if target.is_file() else data, indent=1, sort_keys=True))
-    elif len(subs) > 1 or target.is_dir():
-        width = max(len(r.submission) for r in results) if results else 10
+        print(json.dumps(data[0] if not folder else data, indent=1, sort_keys=True))
+    elif folder:
+        width = max(len(Path(r.submission).name) for r in results)
         print(f"{'submission':<{width}}  score")
         for r in results:
-            print(f"{r.submission:<{width}}  {r.score:g}/{r.max_score:g}")
+            shown = f"error: {r.error}" if r.error else f"{r.score:g}/{r.max_score:g}"
+            print(f"{Path(r.submission).name:<{width}}  {shown}")
+        if not grader.sandboxed:
+            print(f"graded without a sandbox ({grader.sandbox_label.split(': ', 1)[-1]})")
     if out is not None and not args.json:
-        print(f"results written to {out}")
+        print(f"results written to {out}" + (f" ({failed} could not be graded: see their rows)" if failed else ""))
     return 0
 
 
@@ -234,7 +292,11 @@ def register(sub) -> None:
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if assignments/ is out of date")
     p.set_defaults(func=cmd_assign)
 
-    p = sub.add_parser("grade", help="grade a submission (public tests; --hidden adds the master's hidden tests)")
+    p = sub.add_parser("grade", help="grade a submission (public tests; --hidden adds the master's hidden tests)",
+                       description="Grade a notebook (or a .py export of one), or a folder of notebooks of one "
+                                   "assignment. Run it with the course's environment: .venv/bin/dlcourse grade "
+                                   "assignments/a0_sampling.ipynb (see course/grading.md). --hidden and folders run "
+                                   "each submission in a bubblewrap sandbox.")
     p.add_argument("submission", help="a notebook, or a folder of notebooks (one per student)")
     p.add_argument("--hidden", action="store_true", help="also run the hidden tests (needs the master)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -246,7 +308,13 @@ def register(sub) -> None:
                    help="write NAME.csv and NAME.json per submission here (default for a folder: FOLDER-grades "
                         "next to it; for one file: nothing written)")
     p.add_argument("--master", default=None, metavar="FILE",
-                   help="the master to grade against (default: solutions/NAME.py, NAME from the notebook)")
+                   help="the assignment to grade against: solutions/NAME.py (instructors) or assignments/NAME.ipynb "
+                        "(public tests only); default: NAME from the notebook's metadata")
+    p.add_argument("--budget", type=float, default=300.0, metavar="S",
+                   help="wall-clock seconds for one whole submission: cells, restarts and questions "
+                        "(default: %(default)g)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="grade without the bubblewrap sandbox (where it is missing); every report then says so")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("release", help="write the student bundle (no solutions, no hidden tests) into DIR")

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,17 @@ class Assignment:
     def max_points(self) -> float:
         return sum(q.points for q in self.questions)
 
+    @property
+    def functions(self) -> set[str]:
+        """Names of the functions its solution cells define (what a student writes)."""
+        from .submission import defined_functions
+
+        names: set[str] = set()
+        for cell in self.nb.cells:
+            if cell.get("cell_type") == "code" and _is_solution_cell(cell):
+                names |= defined_functions(cell.source)
+        return names
+
     def question(self, grade_id: str) -> Question:
         for q in self.questions:
             if q.grade_id == grade_id:
@@ -150,19 +162,46 @@ class Assignment:
 # reading
 
 
+class _Node(dict):
+    """A notebook, cell or metadata mapping read from JSON, with attribute access like nbformat's NotebookNode
+    (reading an ``.ipynb`` this way avoids importing nbformat, whose dependencies take seconds to import)."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def _node(value: Any) -> Any:
+    if isinstance(value, dict):
+        return _Node((k, _node(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [_node(v) for v in value]
+    return value
+
+
 def read_notebook(path: str | Path) -> Any:
-    """A notebook from a jupytext percent ``.py`` or an ``.ipynb`` (nbformat v4)."""
+    """A notebook from a jupytext percent ``.py`` or an ``.ipynb`` (nbformat v4; sources joined into strings)."""
     path = Path(path)
     if path.suffix == ".py":
         import jupytext
 
         return jupytext.read(str(path), fmt="py:percent")
-    import nbformat
-
     try:
-        return nbformat.read(str(path), as_version=4)
+        nb = _node(json.loads(path.read_text(encoding="utf-8")))
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+            raise ValueError("no list of cells")
+        for cell in nb["cells"]:
+            if isinstance(cell.get("source"), list):
+                cell["source"] = "".join(cell["source"])
+            cell.setdefault("metadata", _Node())
     except Exception as exc:  # malformed JSON, not a notebook
         raise DlcourseError(f"{path}: not a readable notebook ({type(exc).__name__}: {exc})") from None
+    return nb
 
 
 def _nbgrader(cell: Any) -> dict:

@@ -1,5 +1,8 @@
 """The grader's pipe protocol: length-prefixed frames, and a pickle-free codec for what the worker sends back.
 
+Every reply is at most `MAX_MESSAGE_BYTES`, its JSON header at most `MAX_HEADER_BYTES` (1 MiB, so parsing it
+takes milliseconds and little memory, whatever a forged reply claims).
+
 Parent -> worker messages are pickles (the parent is trusted; the worker only ever unpickles what the parent
 wrote). Worker -> parent messages are *untrusted*: they are encoded as a JSON header plus raw byte buffers for
 tensors and arrays, and `unpack` accepts only None, bool, int, float, str, lists, tuples, str-keyed dicts,
@@ -17,10 +20,11 @@ import struct
 import time
 from typing import Any
 
-__all__ = ["MAX_MESSAGE_BYTES", "ProtocolError", "ChannelClosed", "ChannelTimeout", "StudentObject",
+__all__ = ["MAX_MESSAGE_BYTES", "MAX_HEADER_BYTES", "ProtocolError", "ChannelClosed", "ChannelTimeout", "StudentObject",
            "send_frame", "send_frame_until", "recv_frame", "recv_frame_until", "pack", "unpack"]
 
-MAX_MESSAGE_BYTES = 256 * 2**20
+MAX_MESSAGE_BYTES = 64 * 2**20  # a whole reply: the JSON header and the raw buffers of its tensors
+MAX_HEADER_BYTES = 2**20  # the JSON part of a reply (structure, numbers, strings), parsed within the deadline
 _MAX_STR = 100_000
 _MAX_ITEMS = 100_000
 _MAX_DEPTH = 32
@@ -213,7 +217,14 @@ def pack(msg: dict) -> bytes:
             return {"t": "dict", "items": [[k, enc(x, depth + 1)] for k, x in v.items()]}
         return {"t": "object", "type": type(v).__qualname__, "repr": _safe_repr(v)}
 
-    header = json.dumps({"msg": {k: enc(v, 0) for k, v in msg.items()}, "nbuf": len(buffers)}).encode()
+    encoded = {k: enc(v, 0) for k, v in msg.items()}
+    header = json.dumps({"msg": encoded, "nbuf": len(buffers)}).encode()
+    if len(header) > MAX_HEADER_BYTES:  # e.g. a Python list of 10^5 numbers: say what it was instead
+        for k, v in msg.items():
+            if len(json.dumps(encoded[k])) > MAX_HEADER_BYTES // 2:
+                encoded[k] = {"t": "object", "type": f"{type(v).__qualname__} too large to send back",
+                              "repr": f"{len(v)} items" if isinstance(v, (list, tuple, dict)) else ""}
+        header = json.dumps({"msg": encoded, "nbuf": len(buffers)}).encode()
     parts = [_HEADER.pack(len(header)), header]
     for b in buffers:
         parts += [_HEADER.pack(len(b)), b]
@@ -244,7 +255,11 @@ def unpack(data: bytes) -> dict:
             pos += n
             return out
 
-        header = json.loads(take().decode("utf-8"))
+        head = take()
+        if len(head) > MAX_HEADER_BYTES:
+            raise ProtocolError(f"a reply's header of {len(head)} bytes is larger than the limit of "
+                                f"{MAX_HEADER_BYTES} bytes")
+        header = json.loads(head.decode("utf-8"))
         if not isinstance(header, dict) or not isinstance(header.get("msg"), dict):
             raise ProtocolError("bad header")
         nbuf = header.get("nbuf")
