@@ -50,12 +50,13 @@ device = setup_notebook(seed=0)
 # - The first cell fixes the random seed and the number of threads so that printed results are reproducible,
 #   and prints the device. The small demos run on the CPU whatever the device.
 # - **Assignments** live in `assignments/`. You fill in the functions marked for you, run the notebook, and
-#   before handing it in check your work from a terminal:
+#   before handing it in check your work from a terminal in the course folder:
 #
 #   ```
-#   dlcourse grade my_submission.ipynb
+#   .venv/bin/dlcourse grade assignments/a0_sampling.ipynb
 #   ```
 #
+#   (`.venv/bin/dlcourse` is the course environment's command; [grading.md](../course/grading.md) says more.)
 #   The grader runs the public tests and tells you *what* is wrong: a shape, a sign, a factor of two.
 #   Instructors grade with further hidden tests (`--hidden`).
 # - Code you do not need to read lives in the `dlcourse` package and is imported; code you should read is

@@ -21,6 +21,9 @@ BUGS = [
     ("q2_nelbo", "return -dalpha_t / (1 - alpha_t) * nll.sum(-1)",
      "return -dalpha_t / (1 - alpha_t) * nll.sum(-1) / (x_t == MASK_ID).sum(-1).clamp(min=1)", "averaged"),
     ("q3_step", "return torch.where(x_t == MASK_ID, draw, x_t)", "return draw", "re-masked"),
+    # outcome N returned for "stay masked": invisible when N = MASK_ID = 27, caught by the public N = 5 case
+    ("q3_step", "draw = torch.where(k == probs.shape[-1], torch.full_like(k, MASK_ID), k)", "draw = k",
+     "it must be MASK_ID whatever N is"),
     ("q3_step", "(a_s - a_t) / (1 - a_t)  # (B, L, N)\n    w_stay = ((1 - a_s) / (1 - a_t))",
      "(1 - a_s) / (1 - a_t)  # (B, L, N)\n    w_stay = ((a_s - a_t) / (1 - a_t))", "swapped"),
     ("q4_dse", "dse = tokens.exp().sum(-1) - r * log_s0 + r * (torch.log(r) - 1)",

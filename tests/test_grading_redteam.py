@@ -94,9 +94,9 @@ class Stage:
         self.before = self.snapshot()
 
     def paths(self, **extra) -> dict:
-        return dict(master=str(subs.MASTER), master_nb=str(MASTER_NB), solutions=str(ROOT / "solutions"),
-                    victim=str(self.victim), out=str(self.out), outside=str(self.outside), repo=str(ROOT),
-                    token=self.token, port=0, secret_name="", **extra)
+        return {**dict(master=str(subs.MASTER), master_nb=str(MASTER_NB), solutions=str(ROOT / "solutions"),
+                       victim=str(self.victim), out=str(self.out), outside=str(self.outside), repo=str(ROOT),
+                       token=self.token, port=0, secret_name=""), **extra}
 
     def snapshot(self) -> dict:
         return {"solutions": _tree(ROOT / "solutions"), "victim": _sha(self.victim),
@@ -166,8 +166,13 @@ def test_attack_cell(stage, name, mode, monkeypatch):
     cell = attacks.attack_cell(body, unhook=unhook, **stage.paths(**{k: v for k, v in extra.items()}))
     text = subs.build(extra_cells=[("end", cell)], solved=False)
     result = stage.grade(text, mode)
-    assert "ATTACK-DONE" in stage.report, [c.message for c in result.cells]
-    if unhook:
+    if name == "unhooked_kills_its_zygote":
+        # the worker dies with its zygote; the grader restarts the submission in a fresh sandbox and goes on
+        assert [c.status for c in result.cells if "os, sys, json" in c.message] == ["crashed"]
+        assert [q.status for q in result.questions] == ["not implemented"] * 5
+    else:
+        assert "ATTACK-DONE" in stage.report, [c.message for c in result.cells]
+    if unhook and name != "unhooked_kills_its_zygote":
         assert "UNHOOKED" in stage.report, "the exploit no longer switches the hook off: the test proves nothing"
     assert "LEAKED" not in stage.report
     assert secret not in stage.report

@@ -147,13 +147,93 @@ def test_check_equal_off_by_one_and_dtype():
 def test_statistical_checks():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(20000, 2, generator=gen, dtype=torch.float64)
-    checks.check_mean_close(x, [0.0, 0.0])
+    checks.check_mean_close(x, [0.0, 0.0], cov=torch.eye(2))
+    checks.check_mean_close(x, [0.0, 0.0], std=1.0)
     checks.check_cov_close(x, torch.eye(2))
-    assert "mean" in _message(checks.check_mean_close, x + 0.1, [0.0, 0.0])
+    checks.check_cov_close(x, torch.eye(2), reference=torch.randn(50000, 2, generator=gen, dtype=torch.float64))
+    assert "mean" in _message(checks.check_mean_close, x + 0.1, [0.0, 0.0], cov=torch.eye(2))
     assert "covariance" in _message(checks.check_cov_close, 1.2 * x, torch.eye(2))
+    with pytest.raises(TypeError, match="must not come from the samples"):
+        checks.check_mean_close(x, [0.0, 0.0])  # a tolerance from the samples under test is not offered
     labels = torch.randint(0, 3, (20000,), generator=gen)
     checks.check_frequencies(labels, [1, 1, 1])
     assert "ignored" in _message(checks.check_frequencies, labels, [0.2, 0.3, 0.5])
+
+
+def test_statistical_checks_take_error_bars_from_the_reference():
+    """A sampler that ignores its noise but adds two huge outliers used to widen its own error bars enough to pass
+    both checks; with the reference's error bars it fails both."""
+    mean, cov = torch.tensor([1.0, -2.0]), torch.tensor([[2.0, 0.6], [0.6, 0.5]])
+    bad = mean.expand(20000, 2).clone().double()
+    bad[0], bad[1] = 1e6, -1e6
+    assert "mean" in _message(checks.check_mean_close, bad + 0.05, mean, cov=cov)
+    assert "covariance" in _message(checks.check_cov_close, bad, cov)
+    # a mixture: error bars from reference draws (its fourth moments), so a correct sampler still passes
+    w = torch.tensor([0.5, 0.5])
+    centres = torch.tensor([[-4.0, 0.0], [4.0, 0.0]], dtype=torch.float64)
+
+    def draw(n, seed):
+        g = torch.Generator().manual_seed(seed)
+        k = (torch.rand(n, generator=g) < w[1]).long()
+        return centres[k] + 0.3 * torch.randn(n, 2, generator=g, dtype=torch.float64)
+
+    true_cov = torch.diag(torch.tensor([16.0 + 0.09, 0.09], dtype=torch.float64))
+    checks.check_cov_close(draw(20000, 1), true_cov, reference=draw(50000, 2))
+    assert "covariance" in _message(checks.check_cov_close, 1.1 * draw(20000, 3), true_cov, reference=draw(50000, 2))
+
+
+def test_every_matching_mistake_is_reported():
+    e = torch.tensor([1.0, 2.0, 3.0])
+    msg = _message(checks.check_close, 2 * e, e, mistakes={"the 1/2 is missing": 2 * e, "sigma instead": 2 * e,
+                                                           "unrelated": e + 5})
+    assert "the 1/2 is missing" in msg and "sigma instead" in msg and "unrelated" not in msg
+    assert "they give the same values here" in msg
+    one = _message(checks.check_close, 2 * e, e, mistakes={"the 1/2 is missing": 2 * e, "other": 3 * e})
+    assert "It looks like the 1/2 is missing." in one and "other" not in one
+
+
+def test_lint_finds_mistakes_the_data_cannot_separate():
+    e = torch.tensor([1.0, 2.0, 3.0])
+    with checks.lint_mistakes():
+        checks.check_close(e, e, mistakes={"a": 2 * e, "b": 3 * e})  # separated: passes
+        with pytest.raises(checks.MistakesNotSeparated, match="'a' and 'b'"):
+            checks.check_close(e, e, mistakes={"a": 2 * e, "b": 2 * e})
+        with pytest.raises(checks.MistakesNotSeparated, match="gives the expected values"):
+            checks.check_close(e, e, mistakes={"a": e.clone()})
+    checks.check_close(e, e, mistakes={"a": 2 * e, "b": 2 * e})  # off by default: students never see it
+
+
+def test_lazy_package_and_all():
+    import dlcourse.grading as grading
+
+    assert set(grading.__all__) >= set(checks.__all__)
+    assert grading.check_close is checks.check_close
+
+
+def test_grade_help_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, dlcourse.grading, dlcourse.grading.cli, dlcourse.grading.sandbox; "
+            "dlcourse.grading.sandbox.describe(); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_reply_headers_are_capped_before_parsing():
+    import time
+
+    huge = _frame({"msg": {"v": "x" * (2 << 20)}, "nbuf": 0})
+    t0 = time.monotonic()
+    with pytest.raises(protocol.ProtocolError, match="header"):
+        protocol.unpack(huge)
+    assert time.monotonic() - t0 < 0.5
+    nested = struct.pack(">Q", 200_000) + b"[" * 200_000 + struct.pack(">Q", 0)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.unpack(nested)
+    # a worker's own huge list is described, not refused
+    out = protocol.unpack(protocol.pack({"value": list(range(300_000))}))["value"]
+    assert isinstance(out, protocol.StudentObject) and "too large" in out.describe()
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import DlcourseError
 
 __all__ = ["SubmissionError", "Cell", "Submission", "read_submission", "check_name", "infer_assignment",
-           "top_level_names", "strip_magics", "normalise_source", "ASSIGNMENT_NAME_RE", "MAX_SUBMISSION_BYTES",
+           "top_level_names", "defined_functions", "strip_magics", "normalise_source", "ASSIGNMENT_NAME_RE", "MAX_SUBMISSION_BYTES",
            "MAX_CELLS", "MAX_CELL_CHARS", "MAX_CODE_CHARS"]
 
 ASSIGNMENT_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
@@ -150,9 +150,16 @@ def _cells_from_json(data: object) -> tuple[list[Cell], str | None]:
 
 
 def _cells_from_script(text: str) -> list[Cell]:
-    """nbconvert's script export: code cells after ``# In[ ]:`` lines (markdown became comments)."""
-    parts = _NBCONVERT_MARK.split(text)
-    return [Cell(i, "code", p.strip("\n")) for i, p in enumerate(parts[1:]) if p.strip()]
+    """nbconvert's script export: code cells after ``# In[ ]:`` lines. The markdown cells became comment lines
+    between them; those at the end of a chunk belong to the next cell's introduction and are dropped."""
+    cells = []
+    for i, part in enumerate(_NBCONVERT_MARK.split(text)[1:]):
+        lines = part.strip("\n").split("\n")
+        while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("#")):
+            lines.pop()
+        if lines:
+            cells.append(Cell(i, "code", "\n".join(lines)))
+    return cells
 
 
 def _cells_from_py(text: str) -> tuple[list[Cell], str | None, str]:
@@ -261,8 +268,10 @@ def defined_functions(source: str) -> set[str]:
 
 
 def normalise_source(source: str) -> str:
-    """A cell's code for comparison with a test cell: no trailing spaces, no blank lines, no surrounding space."""
-    return "\n".join(line.rstrip() for line in source.strip().split("\n") if line.strip())
+    """A cell's code for comparison with a test cell: no comment-only or blank lines, no trailing spaces (exports
+    turn markdown into comments next to the code)."""
+    return "\n".join(line.rstrip() for line in source.strip().split("\n")
+                     if line.strip() and not line.lstrip().startswith("#"))
 
 
 def infer_assignment(sub: Submission, functions: dict[str, set[str]]) -> str | None:
