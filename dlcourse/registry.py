@@ -148,20 +148,20 @@ class Family:
     def train(self, cfg, run: RunOptions):
         """``dlcourse train FAMILY``: data, model and loss through the shared loop, held-out metrics, export."""
         from .train import fit
-        from .utils import count_parameters, seed_all
+        from .utils import count_parameters, is_main_process, log, seed_all
 
         seed_all(cfg.train.seed)
         sampler = self.train_data(cfg)
         cfg = self.prepare(cfg, sampler)
         seed_all(cfg.train.seed)
         model = self.build_model(cfg)
-        print(f"{self.name}: {count_parameters(model) / 1e6:.2f}M parameters; run folder {run.out_dir}")
+        log(f"{self.name}: {count_parameters(model) / 1e6:.2f}M parameters; run folder {run.out_dir}")
         result = fit(model, self.loss(cfg), sampler, cfg.train, run.out_dir, kind=self.kind, config=cfg,
                      device=run.device, resume=run.resume)
         metrics = {**result.metrics, **self.after_training(cfg, result.ema_model)}
-        print(f"{self.name}: trained {result.step} steps; " +
-              ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("step", "lr", "steps_per_s")))
-        if _is_main_process():
+        log(f"{self.name}: trained {result.step} steps; " +
+            ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("step", "lr", "steps_per_s")))
+        if is_main_process():
             export_trained(run, self.kind, cfg, result.ema_model.state_dict(), metrics,
                            lambda: self.describe(cfg, result.ema_model))
         result.metrics = metrics
@@ -178,12 +178,6 @@ class Family:
         model = self.build_model(cfg)
         load_state_into(model, state, source=str(path))
         return model.to(device or "cpu").eval(), cfg
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def family(name: str) -> Family:

@@ -14,7 +14,8 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["get_device", "seed_all", "pin_threads", "setup_notebook", "unsqueeze_as", "count_parameters"]
+__all__ = ["get_device", "seed_all", "pin_threads", "setup_notebook", "unsqueeze_as", "count_parameters", "is_main_process",
+           "log"]
 
 _DEVICE_ENV = "DLCOURSE_DEVICE"
 
@@ -84,6 +85,17 @@ def unsqueeze_as(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     if t.dim() > x.dim():
         raise ValueError(f"cannot broadcast a tensor of shape {tuple(t.shape)} against {tuple(x.shape)}")
     return t.reshape(*t.shape, *([1] * (x.dim() - t.dim())))
+
+
+def is_main_process() -> bool:
+    """Whether this is rank 0 of a ``torchrun`` job (or a run of one process): the one that prints and writes."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def log(message: str) -> None:
+    """Print ``message`` from rank 0 only."""
+    if is_main_process():
+        print(message, flush=True)
 
 
 def count_parameters(module: torch.nn.Module) -> int:

@@ -21,7 +21,7 @@ import torch
 from ..data.text import MASK_ID, VOCAB_SIZE, ChunkSampler, decode, load_split, spread_windows
 from ..errors import ConfigError
 from ..registry import Family, SampleOutput
-from ..utils import count_parameters
+from ..utils import count_parameters, log
 from .config import PRESETS, TextConfig
 from .graphs import Graph, make_graph
 from .losses import ar_loss, mdlm_loss, sedd_loss
@@ -104,7 +104,7 @@ class TextFamily(Family):
         if cfg.data == "markov":
             metrics["entropy_bpc"] = markov_chain(cfg).window_entropy(cfg.seq_len)
             extra = f" (the chain's entropy: {metrics['entropy_bpc']:.4f})"
-        print(f"{self.name}: held-out bits per character {metrics['eval_bpc']:.4f}{extra}")
+        log(f"{self.name}: held-out bits per character {metrics['eval_bpc']:.4f}{extra}")
         return metrics
 
     def describe(self, cfg: TextConfig, model) -> tuple[str, str]:

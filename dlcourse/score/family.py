@@ -23,7 +23,7 @@ import torch
 from ..data.sets import data_shape, train_sampler
 from ..errors import ConfigError
 from ..registry import Family, SampleOutput
-from ..utils import count_parameters
+from ..utils import count_parameters, log
 from .config import PRESETS, NCSNConfig
 from .langevin import annealed_langevin_dynamics
 from .losses import ncsn_loss
@@ -61,7 +61,7 @@ def resolve_config(cfg: NCSNConfig, data: torch.Tensor | None = None, verbose: b
         cfg.sampler.eps = float(f"{eps:.4g}")
         notes.append(f"eps={cfg.sampler.eps} (technique 4, T={cfg.sampler.n_steps_each})")
     if verbose and notes:
-        print("ncsn: " + ", ".join(notes))
+        log("ncsn: " + ", ".join(notes))
     return cfg
 
 
