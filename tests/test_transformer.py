@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from dlcourse.errors import DlcourseError
-from dlcourse.nn.transformer import (KVCache, Transformer, apply_rotary, attention, attention_reference,
-                                     rotary_tables)
+from dlcourse.nn.transformer import (KVCache, Transformer, apply_rotary, apply_rotary_complex, attention,
+                                     attention_reference, rotary_tables)
 
 F64 = torch.float64
 
@@ -89,6 +89,40 @@ def test_rotary_scores_depend_only_on_relative_position():
     cos, sin = rotary_tables(torch.arange(5), 16)
     x = torch.randn(1, 2, 5, 16, generator=g)
     assert torch.allclose(apply_rotary(x, cos, sin).norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # a rotation
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_complex_rotary_equals_the_written_out_rotation(dtype):
+    x = torch.randn(2, 3, 7, 16, generator=torch.Generator().manual_seed(6), dtype=torch.float64).to(dtype)
+    cos, sin = rotary_tables(torch.arange(7) * 3, 16)
+    tol = {torch.float64: 1e-12, torch.float32: 1e-6, torch.bfloat16: 1e-2}[dtype]
+    fast, ref = apply_rotary_complex(x, cos, sin), apply_rotary(x, cos, sin)
+    assert fast.dtype == dtype and torch.allclose(fast.double(), ref.double(), atol=tol)
+
+
+def test_explicit_mask_equals_written_out_attention():
+    g = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(2, 2, 5, 8, generator=g, dtype=torch.float64) for _ in range(3))
+    mask = torch.rand(5, 5, generator=g) < 0.6
+    mask |= torch.eye(5, dtype=torch.bool)  # every query sees at least itself
+    ref = attention_reference(q, k, v, mask=mask)
+    scores = (q @ k.transpose(-2, -1) / 8 ** 0.5).masked_fill(~mask, float("-inf"))
+    assert torch.allclose(ref, torch.softmax(scores, -1) @ v, atol=1e-12)
+    assert torch.allclose(attention(q, k, v, fused=True, mask=mask), ref, atol=1e-12)
+
+
+def test_a_cache_read_without_storing_leaves_the_cache_as_it_was():
+    net = _net(False, False)
+    x = torch.randint(10, (2, 8), generator=torch.Generator().manual_seed(8))
+    cache = KVCache(net.n_layers)
+    net(x[:, :4], cache=cache)
+    peek = net(x[:, 4:], cache=cache, store=False)
+    assert cache.length == 4
+    # a bidirectional block that reads the prefix: the same as the full forward for the last 4 queries when the
+    # first 4 cannot see them (prefix-causal mask)
+    mask = torch.ones(8, 8, dtype=torch.bool)
+    mask[:4, 4:] = False
+    assert torch.allclose(peek, net(x, mask=mask)[:, 4:], atol=1e-10)
 
 
 def test_bad_inputs_raise_one_line_errors():

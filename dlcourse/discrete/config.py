@@ -41,6 +41,9 @@ class ModelConfig(Config):
     cond_dim: int = 64
     #: fused scaled_dot_product_attention (False: the written-out softmax)
     fused: bool = True
+    #: exact (erf) GELU in the MLPs instead of the tanh approximation (cheaper on a CPU; the shipped models before
+    #: 2026-12 used tanh, which is why it is not the default)
+    exact_gelu: bool = False
 
 
 @dataclass

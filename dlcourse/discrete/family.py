@@ -80,7 +80,7 @@ class TextFamily(Family):
         m = cfg.model
         return Transformer(VOCAB_SIZE + 1, VOCAB_SIZE, m.dim, m.n_layers, m.n_heads, m.mlp_ratio, m.dropout,
                            causal=self.causal, time_conditioning=m.time_conditioning and not self.causal,
-                           cond_dim=m.cond_dim, fused=m.fused)
+                           cond_dim=m.cond_dim, fused=m.fused, exact_gelu=m.exact_gelu)
 
     def train_data(self, cfg: TextConfig):
         if cfg.data not in ("markov", "text8") and not Path(cfg.data).expanduser().is_file():
