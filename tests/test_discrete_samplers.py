@@ -13,8 +13,8 @@ import torch
 from dlcourse.data.text import MASK_ID
 from dlcourse.discrete.graphs import Absorbing, Uniform
 from dlcourse.discrete.markov import ExactDenoiser, ExactScore, TinyDistribution
-from dlcourse.discrete.samplers import (Condition, apply_condition, ar_sample, make_condition, mdlm_sample,
-                                        sample_categorical, sedd_sample)
+from dlcourse.discrete.samplers import (Condition, apply_condition, ar_sample, confidence_sample, confidence_step,
+                                        make_condition, mdlm_sample, sample_categorical, sedd_sample)
 from dlcourse.discrete.schedules import GeometricSchedule, LogLinearSchedule
 from dlcourse.errors import DlcourseError
 from dlcourse.nn.transformer import Transformer
@@ -69,6 +69,42 @@ def test_mdlm_sampler_matches_its_exact_law_and_approaches_p():
                           generator=torch.Generator().manual_seed(T), device="cpu")
         assert out.tokens.shape == (n, 4) and (out.tokens < 3).all()
         assert _tv(_freq(dist, out.tokens), laws[T]) < _tv_tolerance(laws[T], n)
+
+
+@pytest.mark.parametrize("rule", [{"steps": 4}, {"threshold": 1.0}])
+def test_confidence_decoding_one_token_per_step_is_exact(rule):
+    # With the exact denoiser, unmasking one position per step (chosen by a function of x_θ alone) samples p exactly:
+    # TV of n = 20000 draws within 4x its expected size under p.
+    dist = TinyDistribution.random(num_symbols=3, length=4, seed=5)
+    model, graph = ExactDenoiser(dist, 3), Absorbing(3)
+    out = confidence_sample(model, LogLinearSchedule(), graph, 20000, 4, generator=torch.Generator().manual_seed(0),
+                            device="cpu", **rule)
+    assert out.nfe == 4 and (out.tokens != 3).all()
+    assert _tv(_freq(dist, out.tokens), dist.probs) < _tv_tolerance(dist.probs, 20000)
+
+
+def test_confidence_decoding_in_parallel_breaks_dependent_tokens():
+    # Two positions per step, each drawn from its own marginal: the product of marginals is not p (the curse of
+    # parallel decoding), and the error is far outside the sampling noise; all four at once is the product of the
+    # four marginals, further still.
+    dist = TinyDistribution.random(num_symbols=3, length=4, seed=5, concentration=0.3)
+    model, graph = ExactDenoiser(dist, 3), Absorbing(3)
+    tol = _tv_tolerance(dist.probs, 20000)
+    tvs = [_tv(_freq(dist, confidence_sample(model, LogLinearSchedule(), graph, 20000, 4, steps=steps, device="cpu",
+                                             generator=torch.Generator().manual_seed(1)).tokens), dist.probs)
+           for steps in (4, 2, 1)]
+    assert tvs[0] < tol < 3 * tol < tvs[1] < tvs[2], (tvs, tol)
+
+
+def test_confidence_step_picks_the_most_confident_masked_positions():
+    x = torch.tensor([[3, 1, 3, 3]])  # id 3 = mask
+    logits = torch.log(torch.tensor([[[0.5, 0.3, 0.2], [1.0, 0.0, 0.0], [0.9, 0.05, 0.05], [0.4, 0.4, 0.2]]]))
+    one = confidence_step(x, logits, 3, n_unmask=torch.tensor([1]), greedy=True)
+    assert one.tolist() == [[3, 1, 0, 3]]  # position 2 (0.9) beats 0 (0.5) and 3 (0.4); position 1 is not masked
+    thr = confidence_step(x, logits, 3, threshold=0.45, greedy=True)
+    assert thr.tolist() == [[0, 1, 0, 3]]
+    none = confidence_step(x, logits, 3, threshold=0.99, greedy=True)
+    assert none.tolist() == [[3, 1, 0, 3]]  # nothing above the threshold: the most confident anyway
 
 
 def test_mdlm_cache_reuses_outputs_without_changing_samples():

@@ -94,7 +94,7 @@ class TinyDistribution:
     @classmethod
     def random(cls, num_symbols: int = 3, length: int = 4, seed: int = 0, concentration: float = 0.5):
         g = torch.Generator().manual_seed(seed)
-        w = -torch.log(torch.rand(num_symbols ** length, generator=g, dtype=torch.float64)) ** (1 / concentration)
+        w = (-torch.log(torch.rand(num_symbols ** length, generator=g, dtype=torch.float64))) ** (1 / concentration)
         return cls(w / w.sum(), num_symbols, length)
 
     def entropy(self) -> float:

@@ -4,6 +4,9 @@
   cache of unchanged steps (their Section 3.3 "efficient sampling"): when a sample did not change in a step and the
   network ignores time, its output is reused instead of recomputed, so a 1000-step sampler evaluates each sample
   at most L + 1 times.
+- Confidence decoding (Fast-dLLM, Wu et al. 2025, Section 3.3; LLaDA's low-confidence remasking, Nie et al. 2025,
+  Appendix B): at each step unmask the masked positions whose predictive distribution is most confident, a fixed
+  number per step or all above a threshold, instead of at the random times the ancestral sampler draws.
 - SEDD Euler (per-token τ-leaping with the reverse rate) and Tweedie τ-leaping (Lou et al. 2024, Section 4.1,
   Theorem 4.2), for either graph.
 - The autoregressive baseline, with and without a KV cache (the same samples from the same generator).
@@ -26,7 +29,8 @@ from .losses import sedd_log_score, subs_log_probs
 from .schedules import Schedule
 
 __all__ = ["Samples", "Condition", "make_condition", "apply_condition", "sample_categorical", "mdlm_step",
-           "mdlm_sample", "euler_step", "tweedie_step", "sedd_sample", "ar_step", "ar_sample"]
+           "mdlm_sample", "confidence_step", "confidence_sample", "euler_step", "tweedie_step", "sedd_sample",
+           "ar_step", "ar_sample"]
 
 
 @dataclass
@@ -150,6 +154,63 @@ def mdlm_sample(model, schedule: Schedule, graph: Graph, num: int, length: int, 
         x_new = mdlm_step(x, log_probs, schedule.alpha(s), schedule.alpha(t), graph.mask_id, generator)
         stale = (x_new != x).any(-1)  # (B,)
         x = x_new
+        _record(traj, x)
+    return Samples(x, nfe, traj or [])
+
+
+def confidence_step(x_t: torch.Tensor, log_probs: torch.Tensor, mask_id: int, n_unmask: torch.Tensor | None = None,
+                    threshold: float | None = None, generator: torch.Generator | None = None,
+                    greedy: bool = False) -> torch.Tensor:
+    """Unmask the most confident masked positions of each sample: the ``n_unmask`` (B,) of them with the highest
+    confidence c = max_v x_θ(v) (by count), or every one with c ≥ ``threshold`` and at least the most confident
+    (by threshold, Fast-dLLM's rule). Each chosen position takes a value drawn from x_θ (``greedy``: its argmax).
+
+    The positions are chosen by a function of the predictive distribution only, not of the drawn values, so one
+    position per step samples an exact chain-rule factorisation (in a data-dependent order) when x_θ is exact.
+    x_t (B, L), log_probs (B, L, N) -> (B, L).
+    """
+    probs = log_probs.exp()  # (B, L, N)
+    masked = x_t == mask_id  # (B, L)
+    conf = probs.max(-1).values.masked_fill(~masked, -1.0)  # (B, L); unmasked positions are never chosen
+    rank = conf.argsort(dim=-1, descending=True).argsort(dim=-1)  # (B, L): 0 = the most confident
+    if threshold is not None:
+        chosen = masked & ((conf >= threshold) | (rank == 0))
+    elif n_unmask is not None:
+        chosen = masked & (rank < n_unmask.unsqueeze(-1))
+    else:
+        raise ConfigError("confidence_step needs n_unmask (by count) or threshold")
+    values = probs.argmax(-1) if greedy else sample_categorical(probs, generator)  # (B, L)
+    return torch.where(chosen, values, x_t)
+
+
+@torch.no_grad()
+def confidence_sample(model, schedule: Schedule, graph: Graph, num: int, length: int, steps: int | None = None,
+                      threshold: float | None = None, condition: Condition | None = None,
+                      generator: torch.Generator | None = None, device: torch.device | str | None = None,
+                      greedy: bool = False, record: bool = False) -> Samples:
+    """MDLM sampling by `confidence_step` from all-mask: ``steps`` steps unmasking ⌈masked / steps left⌉ positions
+    each (by count; ``steps = length`` is one token per step), or, with ``threshold``, as many steps as it takes
+    (at most one per position). One network evaluation per step; a time-conditioned network is given the σ̄ at
+    which the current fraction of masks is expected, t = masked / L."""
+    if (steps is None) == (threshold is None):
+        raise ConfigError("confidence_sample takes steps (unmask by count) or threshold, not both")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"steps must be at least 1, got {steps}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    x = apply_condition(graph.sample_limit((num, length), device), condition)
+    traj: list[torch.Tensor] | None = [] if record else None
+    _record(traj, x)
+    nfe, k = 0, 0
+    while (x == graph.mask_id).any():
+        masked = (x == graph.mask_id).sum(-1)  # (B,)
+        t = masked.float() / length
+        sigma_bar = schedule.sigma_bar(t.clamp(max=1.0 - 1e-6))
+        log_probs = subs_log_probs(model(x, sigma_bar), x, graph.mask_id)  # (B, L, N)
+        nfe += 1
+        n_unmask = None if steps is None else -(-masked // max(steps - k, 1))  # ceil: finish in `steps` steps
+        x = apply_condition(confidence_step(x, log_probs, graph.mask_id, n_unmask, threshold, generator, greedy),
+                            condition)
+        k += 1
         _record(traj, x)
     return Samples(x, nfe, traj or [])
 
