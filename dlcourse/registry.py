@@ -58,6 +58,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
              "Ermon 2024)", ("train", "sample", "eval")),
     "ar": ("dlcourse.discrete.family:AR", "autoregressive character transformer with a KV cache (the baseline)",
            ("train", "sample", "eval")),
+    "bd3": ("dlcourse.discrete.family:BD3", "block diffusion: autoregressive over blocks, masked diffusion within "
+            "(Arriola et al. 2025)", ("train", "sample", "eval")),
     "expert": ("dlcourse.rl.family:EXPERT", "an RL expert by PPO + GAE, and its demonstrations (for bc and gail)",
                ("train", "eval")),
     "bc": ("dlcourse.rl.family:BC", "behavioural cloning from expert demonstrations (the GAIL baseline)",

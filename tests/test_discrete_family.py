@@ -16,12 +16,13 @@ from dlcourse.discrete.family import generate
 from dlcourse.discrete.samplers import make_condition
 from dlcourse.errors import DlcourseError
 
-TINY = ["--set", "train.steps=3", "--set", "train.batch_size=4", "--set", "model.dim=16", "--set",
+TINY = ["--set", "block_size=4", "--set", "train.steps=3", "--set", "train.batch_size=4", "--set", "model.dim=16", "--set",
         "model.n_layers=1", "--set", "model.n_heads=2", "--set", "model.cond_dim=8", "--set", "eval_windows=4",
         "--set", "eval_times=1", "--set", "train.progress=false", "--set", "seq_len=12"]
 
 
-@pytest.mark.parametrize("kind,preset", [("mdlm", "toy"), ("sedd", "toy"), ("sedd", "toy-uniform"), ("ar", "toy")])
+@pytest.mark.parametrize("kind,preset", [("mdlm", "toy"), ("sedd", "toy"), ("sedd", "toy-uniform"), ("ar", "toy"),
+                                         ("bd3", "toy")])
 def test_train_export_load_sample(kind, preset, tmp_path, capsys):
     export = tmp_path / f"{kind}.safetensors"
     assert main(["train", kind, "--preset", preset, "--out", str(tmp_path / "run"), "--export", str(export),

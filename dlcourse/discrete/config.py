@@ -16,7 +16,7 @@ from .schedules import SCHEDULES
 
 __all__ = ["ModelConfig", "NoiseConfig", "SamplerConfig", "TextConfig", "Kind", "PRESETS"]
 
-Kind = Literal["mdlm", "sedd", "ar"]
+Kind = Literal["mdlm", "sedd", "ar", "bd3"]
 GraphName = GRAPHS.literal()
 ScheduleName = SCHEDULES.literal()
 
@@ -72,13 +72,17 @@ class SamplerConfig(Config):
     method: Literal["tweedie", "euler"] = "tweedie"
     #: mdlm: reuse the network's output over unchanged steps (exact without time conditioning)
     cache: bool = True
+    #: mdlm / bd3: confidence decoding (unmask the most confident positions) instead of ancestral sampling
+    confidence: bool = False
+    #: mdlm / bd3 confidence decoding: unmask every position at least this confident (null: a count per step)
+    threshold: float | None = None
 
 
 @dataclass
 class TextConfig(Config):
     """A whole text run: which model, which data, the network, the noise, the sampler and the training loop."""
 
-    #: "mdlm", "sedd" or "ar" (the family that trains it)
+    #: "mdlm", "sedd", "ar" or "bd3" (the family that trains it)
     kind: Kind = "mdlm"
     #: "markov" (a synthetic character chain with a known entropy rate), "text8", or the path of a text file (.gz too)
     data: str = "markov"
@@ -93,6 +97,8 @@ class TextConfig(Config):
     shuffle_chunk: int = 0
     #: characters per training window
     seq_len: int = 32
+    #: bd3: tokens per block (seq_len must be a multiple); sampler.steps then counts steps per block
+    block_size: int = 16
     #: windows of held-out data for the bits-per-character evaluation after training (0: skip)
     eval_windows: int = 256
     #: t draws per window in the diffusion bound's Monte Carlo estimate
@@ -107,8 +113,13 @@ class TextConfig(Config):
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def check(self) -> None:
-        if self.kind == "mdlm" and self.noise.graph != "absorbing":
-            raise ConfigError("mdlm is masked diffusion: noise.graph must be 'absorbing' (use sedd for uniform)")
+        if self.kind in ("mdlm", "bd3") and self.noise.graph != "absorbing":
+            raise ConfigError(f"{self.kind} is masked diffusion: noise.graph must be 'absorbing' (use sedd for uniform)")
+        if self.kind == "bd3" and (self.block_size < 1 or self.seq_len % self.block_size):
+            raise ConfigError(f"bd3 needs seq_len ({self.seq_len}) to be a multiple of block_size ({self.block_size})")
+        if self.kind == "bd3" and self.model.time_conditioning:
+            raise ConfigError("bd3 denoises without time conditioning (its blocks have different times): set "
+                              "model.time_conditioning=false")
         if self.seq_len < 2:
             raise ConfigError(f"seq_len must be at least 2, got {self.seq_len}")
         if self.shuffle_chunk < 0:
@@ -121,7 +132,7 @@ def _noise(graph: str) -> NoiseConfig:
 
 def _toy(kind: str, graph: str = "absorbing") -> TextConfig:
     # The Markov chain of the tests at a size that trains in a few CPU minutes.
-    return TextConfig(kind=kind, data="markov", seq_len=32, eval_windows=512,
+    return TextConfig(kind=kind, data="markov", seq_len=32, eval_windows=512, block_size=8,
                       model=ModelConfig(dim=128, n_layers=3, n_heads=4, time_conditioning=kind == "sedd"),
                       noise=_noise(graph), sampler=SamplerConfig(steps=32),
                       train=TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup=100, ema_decay=0.999,
@@ -132,6 +143,7 @@ def _cpu(kind: str, graph: str = "absorbing") -> TextConfig:
     # The shipped checkpoints: ~0.6M parameters (~2.5 MB) over 64-character windows of a text8-style corpus,
     # 1500 steps of 32 windows: about ten minutes on one (shared) CPU thread.
     return TextConfig(kind=kind, data="text8", seq_len=64, eval_windows=512, eval_times=8, shuffle_chunk=10_000,
+                      block_size=8,
                       model=ModelConfig(dim=128, n_layers=3, n_heads=4, time_conditioning=kind == "sedd", cond_dim=64),
                       noise=_noise(graph), sampler=SamplerConfig(steps=64),
                       train=TrainConfig(steps=1500, batch_size=32, lr=2e-3, warmup=100, ema_decay=0.995,
@@ -142,7 +154,8 @@ def _text8(kind: str, graph: str = "absorbing") -> TextConfig:
     # The papers' text8 setting (SEDD Section 5 / MDLM Section 4.1 and D3PM before them): a 12-layer, 768-wide,
     # 12-head transformer (~85M parameters) over 256-character chunks, batch 512, Adam 3e-4 with 2500 warm-up steps,
     # EMA 0.9999, dropout 0.1, 1M steps, bf16 on a GPU. MDLM drops the time conditioning; SEDD keeps it.
-    return TextConfig(kind=kind, data="text8", seq_len=256, eval_windows=2048, eval_times=4,
+    # bd3: blocks of 16 (Arriola et al. 2025 train b = 4, 8, 16).
+    return TextConfig(kind=kind, data="text8", seq_len=256, eval_windows=2048, eval_times=4, block_size=16,
                       model=ModelConfig(dim=768, n_layers=12, n_heads=12, dropout=0.1, cond_dim=128,
                                         time_conditioning=kind == "sedd"),
                       noise=_noise(graph), sampler=SamplerConfig(steps=256),
@@ -156,4 +169,5 @@ PRESETS: dict[str, Presets[TextConfig]] = {
                     **{"cpu-uniform": _cpu("sedd", "uniform")}, text8=_text8("sedd"),
                     **{"text8-uniform": _text8("sedd", "uniform")}),
     "ar": Presets("ar", toy=_toy("ar"), cpu=_cpu("ar"), text8=_text8("ar")),
+    "bd3": Presets("bd3", toy=_toy("bd3"), cpu=_cpu("bd3"), text8=_text8("bd3")),
 }

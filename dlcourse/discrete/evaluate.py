@@ -41,13 +41,23 @@ def as_batches(data: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> 
 @torch.no_grad()
 def diffusion_bpc(model, kind: str, data, schedule: Schedule, graph: Graph, batch_size: int = 64,
                   n_times: int = 16, t_eps: float = 1e-5, generator: torch.Generator | None = None,
-                  device: torch.device | str | None = None) -> dict[str, float]:
-    """Upper bound on bits per character of ``kind`` = "mdlm" or "sedd": for every window, ``n_times``
-    low-discrepancy draws of t (and of x_t), plus the prior term KL(p_{1|0} ‖ p_base).
+                  device: torch.device | str | None = None, block: int | None = None) -> dict[str, float]:
+    """Upper bound on bits per character of ``kind`` = "mdlm", "sedd" or "bd3" (with its ``block`` size): for
+    every window, ``n_times`` low-discrepancy draws of t (one per block for bd3) and of x_t, plus the prior term
+    KL(p_{1|0} ‖ p_base).
 
     Returns {"bpc": bound, "stderr": its Monte Carlo standard error, "prior_bpc": the prior term's share}.
+    ``block`` is ignored by the other kinds.
     """
-    estimate = {"mdlm": mdlm_nelbo_estimate, "sedd": sedd_nelbo_estimate}[kind]
+    if kind == "bd3":
+        from .bd3 import bd3_nelbo_estimate
+
+        def estimate(model, x0, t, schedule, graph, generator):
+            n_blocks = x0.shape[1] // block
+            t = sample_times(x0.shape[0] * n_blocks, x0.device, t_eps, generator=generator).reshape(-1, n_blocks)
+            return bd3_nelbo_estimate(model, x0, t, schedule, graph, block, generator)
+    else:
+        estimate = {"mdlm": mdlm_nelbo_estimate, "sedd": sedd_nelbo_estimate}[kind]
     device = _device_of(model, device)
     per_seq, prior, length = [], [], None
     for x0 in as_batches(data, batch_size):

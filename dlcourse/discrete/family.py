@@ -1,12 +1,13 @@
-"""The text families ``mdlm``, ``sedd`` and ``ar``: ``dlcourse train|sample|eval`` for each (configs: `config`).
+"""The text families ``mdlm``, ``sedd``, ``ar`` and ``bd3``: ``dlcourse train|sample|eval`` for each (configs: `config`).
 
     dlcourse train mdlm --preset toy --out runs/mdlm-toy                  # a character Markov chain, minutes on a CPU
     dlcourse train sedd --preset cpu --data corpus.txt.gz --out runs/sedd-cpu   # any text file, normalised like text8
     dlcourse train ar --preset text8 --device cuda --out runs/ar-text8    # the papers' 12-layer, 256-character setting
     dlcourse sample mdlm --checkpoint mdlm_prose --n 4 --steps 128 --prefix "the " --suffix " of the"
     dlcourse eval ar --checkpoint ar_prose --bpc
+    dlcourse train bd3 --preset toy --set block_size=4                     # block diffusion (Arriola et al. 2025)
 
-The three share a network (the transformer of `dlcourse.nn.transformer`), data and evaluation; each subclass of
+The four share a network (the transformer of `dlcourse.nn.transformer`), data and evaluation; each subclass of
 `TextFamily` says what is its own: the loss, the sampler and how bits per character are measured (exact for ar,
 the NELBO bound for the diffusion models).
 """
@@ -28,7 +29,7 @@ from .losses import ar_loss, mdlm_loss, sedd_loss
 from .markov import MarkovChain
 from .schedules import Schedule, make_schedule
 
-__all__ = ["TextFamily", "MDLM", "SEDD", "AR", "build_noise", "markov_chain", "text_split", "eval_windows",
+__all__ = ["TextFamily", "MDLM", "SEDD", "AR", "BD3", "build_noise", "markov_chain", "text_split", "eval_windows",
            "generate", "evaluate_bpc"]
 
 
@@ -172,7 +173,8 @@ class TextFamily(Family):
 
         graph, schedule = build_noise(cfg)
         gen = torch.Generator(device=data.device).manual_seed(seed)
-        return diffusion_bpc(model, self.name, data, schedule, graph, n_times=cfg.eval_times, generator=gen)
+        return diffusion_bpc(model, self.name, data, schedule, graph, n_times=cfg.eval_times, generator=gen,
+                             block=cfg.block_size)
 
 
 class DiffusionFamily(TextFamily):
@@ -191,13 +193,20 @@ class MDLMFamily(DiffusionFamily):
     objective = staticmethod(mdlm_loss)
 
     def generate(self, model, cfg, num, length=None, steps=None, condition=None, prefix=None, generator=None,
-                 record=False, cache: bool | None = None):
-        """MDLM ancestral samples (`dlcourse.discrete.samplers.mdlm_sample`); ``condition`` holds fixed positions."""
-        from .samplers import mdlm_sample
+                 record=False, cache: bool | None = None, confidence: bool | None = None,
+                 threshold: float | None = None):
+        """MDLM samples: ancestral (`dlcourse.discrete.samplers.mdlm_sample`), or with ``confidence`` (the config's by
+        default) `confidence_sample` by count, or by ``threshold``; ``condition`` holds fixed positions."""
+        from .samplers import confidence_sample, mdlm_sample
 
         graph, schedule = self._diffusion_noise(cfg, prefix)
-        return mdlm_sample(model, schedule, graph, num, length or cfg.seq_len, steps or cfg.sampler.steps, condition,
-                           generator, cache=cfg.sampler.cache if cache is None else cache, record=record)
+        length, steps = length or cfg.seq_len, steps or cfg.sampler.steps
+        threshold = cfg.sampler.threshold if threshold is None else threshold
+        if threshold is not None or (cfg.sampler.confidence if confidence is None else confidence):
+            return confidence_sample(model, schedule, graph, num, length, None if threshold is not None else steps,
+                                     threshold, condition, generator, record=record)
+        return mdlm_sample(model, schedule, graph, num, length, steps, condition, generator,
+                           cache=cfg.sampler.cache if cache is None else cache, record=record)
 
 
 class SEDDFamily(DiffusionFamily):
@@ -247,8 +256,31 @@ class ARFamily(TextFamily):
         return {"bpc": ar_bpc(model, data, MASK_ID)}
 
 
-MDLM, SEDD, AR = MDLMFamily(), SEDDFamily(), ARFamily()
-_BY_KIND = {f.name: f for f in (MDLM, SEDD, AR)}
+class BD3Family(DiffusionFamily):
+    name = "bd3"
+    paper = "block diffusion LM (BD3-LM, blocks of {cfg.block_size}, {cfg.noise.schedule} schedule), {net}"
+
+    def loss(self, cfg: TextConfig):
+        from .bd3 import bd3_loss
+
+        graph, schedule = build_noise(cfg)
+        return lambda model, x: bd3_loss(model, x, schedule, graph, cfg.block_size)
+
+    def generate(self, model, cfg, num, length=None, steps=None, condition=None, prefix=None, generator=None,
+                 record=False, confidence: bool | None = None, threshold: float | None = None, block: int | None = None):
+        """Block-by-block samples with the KV cache of finished blocks (`dlcourse.discrete.bd3.bd3_sample`); ``steps``
+        per block (the config's by default); ``block`` may be any divisor of the length (default: the trained one)."""
+        from .bd3 import bd3_sample
+
+        graph, schedule = self._diffusion_noise(cfg, prefix)
+        return bd3_sample(model, schedule, graph, num, length or cfg.seq_len, block or cfg.block_size,
+                          steps or cfg.sampler.steps, cfg.sampler.threshold if threshold is None else threshold,
+                          cfg.sampler.confidence if confidence is None else confidence, condition, generator,
+                          record=record)
+
+
+MDLM, SEDD, AR, BD3 = MDLMFamily(), SEDDFamily(), ARFamily(), BD3Family()
+_BY_KIND = {f.name: f for f in (MDLM, SEDD, AR, BD3)}
 
 
 def generate(model, cfg: TextConfig, num: int, length: int | None = None, steps: int | None = None, **kwargs):
