@@ -150,7 +150,7 @@ def _cpu_preset() -> NCSNConfig:
     return NCSNConfig(
         data="fashion-mnist",
         model=ModelConfig(arch="unet", channels=16, channel_mults=(1, 2, 4), num_res_blocks=2, attn_resolutions=(7,)),
-        train=TrainConfig(steps=8000, batch_size=64, lr=5e-4, warmup=200, ema_decay=0.999, log_every=100,
+        train=TrainConfig(steps=6000, batch_size=64, lr=5e-4, warmup=200, ema_decay=0.999, log_every=100,
                           ckpt_every=500),
     )
 
