@@ -33,7 +33,8 @@ from dlcourse.config import TrainConfig
 from dlcourse.data.text import MASK_ID, VOCAB_SIZE
 from dlcourse.discrete.evaluate import ar_bpc, generative_perplexity, tokens_per_second
 from dlcourse.discrete.config import ModelConfig, NoiseConfig, TextConfig
-from dlcourse.discrete.family import eval_windows, evaluate_bpc, generate, markov_chain
+from dlcourse.discrete.data import eval_windows, markov_chain
+from dlcourse.discrete.family import evaluate_bpc, generate
 from dlcourse.registry import family
 from dlcourse.train import fit
 from dlcourse.utils import count_parameters, get_device, seed_all

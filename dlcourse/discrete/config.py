@@ -84,7 +84,8 @@ class TextConfig(Config):
 
     #: "mdlm", "sedd", "ar" or "bd3" (the family that trains it)
     kind: Kind = "mdlm"
-    #: "markov" (a synthetic character chain with a known entropy rate), "text8", or the path of a text file (.gz too)
+    #: "markov" (a character Markov chain with a known entropy rate), "topics" (the exact test bed of
+    #: dlcourse.discrete.testbed, TopicLanguage.random(seed=0)), "text8", or the path of a text file (.gz too)
     data: str = "markov"
     #: markov: number of symbols (the first characters of the alphabet)
     markov_symbols: int = 8
@@ -139,6 +140,17 @@ def _toy(kind: str, graph: str = "absorbing") -> TextConfig:
                                         log_every=100, ckpt_every=1000))
 
 
+def _topics(kind: str, block: int = 16) -> TextConfig:
+    # The exact test bed: 64-character windows of the topic language, a 0.6M-parameter model (exact GELU), minutes
+    # of CPU; its samples are scored by their exact NLL under the source (benchmarks/text_bench.py --part frontier).
+    return TextConfig(kind=kind, data="topics", seq_len=64, eval_windows=512, eval_times=8, block_size=block,
+                      model=ModelConfig(dim=128, n_layers=3, n_heads=4, time_conditioning=kind == "sedd", cond_dim=64,
+                                        exact_gelu=True),
+                      noise=_noise("absorbing"), sampler=SamplerConfig(steps=64 if kind != "bd3" else block),
+                      train=TrainConfig(steps=3000, batch_size=64, lr=2e-3, warmup=100, ema_decay=0.995,
+                                        log_every=100, ckpt_every=500))
+
+
 def _cpu(kind: str, graph: str = "absorbing") -> TextConfig:
     # The shipped checkpoints: ~0.6M parameters (~2.5 MB) over 64-character windows of a text8-style corpus,
     # 1500 steps of 32 windows: about ten minutes on one (shared) CPU thread.
@@ -164,10 +176,11 @@ def _text8(kind: str, graph: str = "absorbing") -> TextConfig:
 
 
 PRESETS: dict[str, Presets[TextConfig]] = {
-    "mdlm": Presets("mdlm", toy=_toy("mdlm"), cpu=_cpu("mdlm"), text8=_text8("mdlm")),
-    "sedd": Presets("sedd", toy=_toy("sedd"), **{"toy-uniform": _toy("sedd", "uniform")}, cpu=_cpu("sedd"),
-                    **{"cpu-uniform": _cpu("sedd", "uniform")}, text8=_text8("sedd"),
+    "mdlm": Presets("mdlm", toy=_toy("mdlm"), topics=_topics("mdlm"), cpu=_cpu("mdlm"), text8=_text8("mdlm")),
+    "sedd": Presets("sedd", toy=_toy("sedd"), **{"toy-uniform": _toy("sedd", "uniform")}, topics=_topics("sedd"),
+                    cpu=_cpu("sedd"), **{"cpu-uniform": _cpu("sedd", "uniform")}, text8=_text8("sedd"),
                     **{"text8-uniform": _text8("sedd", "uniform")}),
-    "ar": Presets("ar", toy=_toy("ar"), cpu=_cpu("ar"), text8=_text8("ar")),
-    "bd3": Presets("bd3", toy=_toy("bd3"), cpu=_cpu("bd3"), text8=_text8("bd3")),
+    "ar": Presets("ar", toy=_toy("ar"), topics=_topics("ar"), cpu=_cpu("ar"), text8=_text8("ar")),
+    "bd3": Presets("bd3", toy=_toy("bd3"), topics=_topics("bd3"), **{f"topics-b{b}": _topics("bd3", b) for b in (4, 8)},
+                   cpu=_cpu("bd3"), text8=_text8("bd3")),
 }

@@ -19,45 +19,23 @@ from pathlib import Path
 
 import torch
 
-from ..data.text import MASK_ID, VOCAB_SIZE, ChunkSampler, decode, load_split, spread_windows
+from ..data.text import MASK_ID, VOCAB_SIZE, ChunkSampler, decode
 from ..errors import ConfigError
 from ..registry import Family, SampleOutput
 from ..utils import count_parameters, log
 from .config import PRESETS, TextConfig
+from .data import SYNTHETIC, eval_windows, synthetic_source, text_split
 from .graphs import Graph, make_graph
 from .losses import ar_loss, mdlm_loss, sedd_loss
-from .markov import MarkovChain
 from .schedules import Schedule, make_schedule
 
-__all__ = ["TextFamily", "MDLM", "SEDD", "AR", "BD3", "build_noise", "markov_chain", "text_split", "eval_windows",
-           "generate", "evaluate_bpc"]
-
-
-def markov_chain(cfg: TextConfig) -> MarkovChain:
-    """The synthetic chain of a ``data="markov"`` config."""
-    return MarkovChain.random(cfg.markov_symbols, cfg.markov_concentration, cfg.markov_seed)
+__all__ = ["TextFamily", "MDLM", "SEDD", "AR", "BD3", "build_noise", "generate", "evaluate_bpc"]
 
 
 def build_noise(cfg: TextConfig) -> tuple[Graph, Schedule]:
     """The graph and schedule of ``cfg``."""
     n = cfg.noise
     return make_graph(n.graph, VOCAB_SIZE), make_schedule(n.schedule, n.eps, n.sigma_min, n.sigma_max)
-
-
-def text_split(cfg: TextConfig, split: str):
-    """The token ids (uint8 memmap) of ``split`` of ``cfg.data`` ("text8" or a text file, possibly ``.gz``), prepared
-    by `dlcourse.data.text.prepare_corpus` (normalised like text8 if needed; see ``shuffle_chunk``)."""
-    if cfg.data == "text8":
-        return load_split("text8", split)
-    return load_split(Path(cfg.data).expanduser(), split, shuffle_chunk=cfg.shuffle_chunk or None)
-
-
-def eval_windows(cfg: TextConfig, n: int | None = None, split: str = "valid") -> torch.Tensor:
-    """Held-out windows (n, L): fresh chain samples (seed 12345), or n windows spread evenly over ``split``."""
-    n = cfg.eval_windows if n is None else n
-    if cfg.data == "markov":
-        return markov_chain(cfg).sample(n, cfg.seq_len, torch.Generator().manual_seed(12345))
-    return spread_windows(text_split(cfg, split), cfg.seq_len, n)
 
 
 class TextFamily(Family):
@@ -84,11 +62,11 @@ class TextFamily(Family):
                            cond_dim=m.cond_dim, fused=m.fused, exact_gelu=m.exact_gelu)
 
     def train_data(self, cfg: TextConfig):
-        if cfg.data not in ("markov", "text8") and not Path(cfg.data).expanduser().is_file():
-            raise ConfigError(f"data {cfg.data!r} is not markov, text8 or an existing text file")
-        if cfg.data == "markov":
-            chain = markov_chain(cfg)
-            return lambda generator, n: chain.sample(n, cfg.seq_len, generator)
+        if cfg.data not in (*SYNTHETIC, "text8") and not Path(cfg.data).expanduser().is_file():
+            raise ConfigError(f"data {cfg.data!r} is not markov, topics, text8 or an existing text file")
+        if cfg.data in SYNTHETIC:
+            source = synthetic_source(cfg)
+            return lambda generator, n: source.sample(n, cfg.seq_len, generator)
         return ChunkSampler(text_split(cfg, "train"), cfg.seq_len)
 
     def train(self, cfg: TextConfig, run):
@@ -102,9 +80,9 @@ class TextFamily(Family):
         device = next(model.parameters()).device
         metrics = {f"eval_{k}": v for k, v in self.bpc(model, cfg, eval_windows(cfg).to(device)).items()}
         extra = ""
-        if cfg.data == "markov":
-            metrics["entropy_bpc"] = markov_chain(cfg).window_entropy(cfg.seq_len)
-            extra = f" (the chain's entropy: {metrics['entropy_bpc']:.4f})"
+        if cfg.data in SYNTHETIC:
+            metrics["entropy_bpc"] = synthetic_source(cfg).window_entropy(cfg.seq_len)
+            extra = f" (the source's entropy: {metrics['entropy_bpc']:.4f})"
         log(f"{self.name}: held-out bits per character {metrics['eval_bpc']:.4f}{extra}")
         return metrics
 
@@ -115,6 +93,8 @@ class TextFamily(Family):
                f"{', time-conditioned' if model.time_conditioning else ''})")
         if cfg.data == "markov":
             data = f"samples of a {cfg.markov_symbols}-symbol Markov chain (seed {cfg.markov_seed})"
+        elif cfg.data == "topics":
+            data = "windows of the exact test bed dlcourse.discrete.testbed.TopicLanguage.random(seed=0)"
         else:
             shuffle = f", cut into {cfg.shuffle_chunk:,}-character chunks shuffled with seed 0" if cfg.shuffle_chunk else ""
             data = f"{cfg.data}, text8-normalised{shuffle}, split 90/5/5 (dlcourse.data.text.prepare_corpus)"

@@ -188,6 +188,10 @@ class TopicLanguage:
         nll = -self.log_prob(x) / (math.log(2) * length)
         return float(nll.mean()), float(nll.std() / math.sqrt(n))
 
+    def window_entropy(self, length: int) -> float:
+        """`window_nll`'s mean: H(X_1..L) / L in bits per character (the interface of `MarkovChain.window_entropy`)."""
+        return self.window_nll(length)[0]
+
     def nll(self, x: torch.Tensor) -> float:
         """Mean exact NLL of windows x (B, L) in bits per character."""
         return float((-self.log_prob(x) / (math.log(2) * x.shape[1])).mean())
