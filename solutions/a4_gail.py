@@ -88,17 +88,20 @@ def gae_mistakes(r, v, nv, term, done, gamma, lam):
     for t in reversed(range(r.shape[0])):
         running = delta[t] + gamma * (~done[t]).to(r.dtype) * running
         adv_gamma[t] = running
-    return {
+    mistakes = {
         "you bootstrapped through a termination: after a terminal state there is no next value, so δ_t = r_t - "
         "V(s_t) where terminated_t": ref_gae(r, v, nv, no, done, gamma, lam)[0],
         "you used done (terminated or truncated) instead of terminated in δ_t: a truncated episode (a time limit) "
         "must still bootstrap from its final observation's value": ref_gae(r, v, nv, done, done, gamma, lam)[0],
-        "you forgot to reset the running sum at episode ends (multiply it by 1 - done_t)":
-            ref_gae(r, v, nv, term, no, gamma, lam)[0],
-        "you reset the running sum only at terminations: a truncated episode ends too, so reset on done":
-            ref_gae(r, v, nv, term, term, gamma, lam)[0],
-        "your running sum decays by γ instead of γλ": adv_gamma,
     }
+    if lam != 0:  # with lam = 0 the running sum carries nothing: mistakes in it cannot show
+        mistakes["you forgot to reset the running sum at episode ends (multiply it by 1 - done_t)"] = \
+            ref_gae(r, v, nv, term, no, gamma, lam)[0]
+        mistakes["you reset the running sum only at terminations: a truncated episode ends too, so reset on done"] = \
+            ref_gae(r, v, nv, term, term, gamma, lam)[0]
+    if lam != 1:  # with lam = 1, gamma * lam is gamma
+        mistakes["your running sum decays by γ instead of γλ"] = adv_gamma
+    return mistakes
 
 
 # %% [markdown]

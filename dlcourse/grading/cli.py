@@ -202,7 +202,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 def hidden_texts(solutions: Path = REPO_ROOT / "solutions") -> list[str]:
     """Lines of hidden tests (stripped, not blank) that appear in no master's public part: none of them may occur
     in a student bundle. (A line such as a seeded generator can be hidden in one assignment and public in another;
-    it is no secret then.)"""
+    it is no secret then. Nor is an import: a lecture may well import the same function.)"""
     from .markers import hidden_regions, load_assignment, strip_hidden
 
     assignments = [load_assignment(master) for master in _masters(solutions)]
@@ -219,7 +219,7 @@ def hidden_texts(solutions: Path = REPO_ROOT / "solutions") -> list[str]:
             for region in hidden_regions(cell.source):
                 for line in region.splitlines():
                     s = line.strip()
-                    if not s.startswith("#") and s not in public and len(s) >= 30:
+                    if not s.startswith(("#", "import ", "from ")) and s not in public and len(s) >= 30:
                         lines.append(s)
     return list(dict.fromkeys(lines))
 

@@ -592,6 +592,19 @@ def _first_line(source: str) -> str:
     return next((line.strip() for line in source.splitlines() if line.strip()), "")[:60]
 
 
+def _sha256_file(path: Path) -> str:
+    """The sha256 of a file, read in chunks without following a link ("" if it cannot be read)."""
+    h = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return ""
+    with os.fdopen(fd, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _describe_error(rec: dict, name: str | None = None) -> str:
     where = f" ({rec['where']})" if rec.get("where") else ""
     what = f"{name} raised" if name else "raised"
@@ -1063,12 +1076,11 @@ class Grader:
             raise SubmissionError(f"{path}: no such submission file")
         try:
             sub, raw = read_submission(path)
-            error = ""
+            sha, error = hashlib.sha256(raw).hexdigest(), ""
         except SubmissionError as exc:
             if self.master is None:
                 raise SubmissionError(f"{path}: {exc}") from None
-            sub, raw, error = None, path.read_bytes(), str(exc)
-        sha = hashlib.sha256(raw).hexdigest()
+            sub, sha, error = None, _sha256_file(path), str(exc)
         try:
             assignment = self.master if sub is None else self.assignment_for(sub)
         except SubmissionError as exc:
@@ -1133,10 +1145,7 @@ class Grader:
         if session.output_bytes > OUTPUT_NOTE_BYTES:
             result.notes.append(f"your functions printed {session.output_bytes:,} characters while the tests ran "
                                 "(not shown)")
-        try:
-            after = hashlib.sha256(path.read_bytes()).hexdigest()
-        except OSError:
-            after = "(deleted)"
+        after = _sha256_file(path) or "(deleted)"
         if after != sha:
             result.notes.append("the submission file changed while it was graded")
         result.score = sum(q.points for q in result.questions)
@@ -1278,10 +1287,7 @@ def error_result(submission: str | Path, message: str, assignment: str = "", max
                  hidden: bool = False, sandbox_label: str = "") -> GradeResult:
     """The result of a submission that could not be graded: 0 points and a one-line reason."""
     path = Path(submission)
-    try:
-        sha = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else ""
-    except OSError:
-        sha = ""
+    sha = _sha256_file(path) if path.is_file() and not path.is_symlink() else ""
     return GradeResult(submission=str(path), assignment=assignment, hidden=hidden, sha256=sha, score=0.0,
                        max_score=max_score, error=message, sandbox=sandbox_label)
 
