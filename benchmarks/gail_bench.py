@@ -1,5 +1,5 @@
-"""GAIL vs behavioural cloning on CartPole: normalised return against the number of expert trajectories, with
-environment steps and wall time, and the environment's steps per second.
+"""GAIL vs behavioural cloning on a classic-control task: normalised return against the number of expert
+trajectories, with environment steps and wall time, and the environment's steps per second.
 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gail_bench.py --json runs/gail_bench.json \\
         --plot runs/gail_bench.png
@@ -10,12 +10,24 @@ expert's return from at most 4 expert trajectories, where behavioural cloning fr
 Normalised return = (R - R_random) / (R_expert - R_random), R of the deterministic policy over 10 episodes
 (env seeds 10000 + seed + i), R_random and R_expert from the demonstrations file.
 
-Data: the shipped expert's demonstrations (``cartpole_demos``: 10 deterministic episodes of 500 steps), keeping
-every ``--subsample``-th pair (default 20, i.e. 25 pairs per trajectory): with all 500 pairs of one episode BC
-already matches this expert on CartPole-v1, which the ``--bc-full`` rows show. Two controls at 4 trajectories
-(``--controls``) ask what GAIL's success rests on: the sign-free reward -logit (no survival bonus) and a
-discriminator that is never trained (disc_steps=0, so the reward is a fixed positive function of (s, a)).
-Also reported: the fraction of the expert's 5000 states on which the policy's most likely action is the expert's.
+CartPole (the default) uses the shipped expert's demonstrations (``cartpole_demos``: 10 deterministic episodes of
+500 steps), keeping every ``--subsample``-th pair (default 20, i.e. 25 pairs per trajectory): with all 500 pairs
+of one episode BC already matches this expert on CartPole-v1, which the ``--bc-full`` rows show. Two controls at
+4 trajectories (``--controls``) ask what GAIL's success rests on: the sign-free reward -logit (no survival bonus)
+and a discriminator that is never trained (disc_steps=0, so the reward is a fixed positive function of (s, a)).
+Also reported: the fraction of the expert's states on which the policy's most likely action is the expert's.
+
+Any other task needs an expert and its demonstrations first (``--train-expert DIR`` trains one with
+``dlcourse train expert`` into DIR, or reuses the one there)::
+
+    nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gail_bench.py --env acrobot \\
+        --train-expert runs/bench-acrobot/expert --subsample 1 --rewards neg_log_d logit --normalise-obs \\
+        --no-controls --no-bc-full --gail-steps 200000 --json runs/bench-acrobot/gail_bench.json \\
+        --plot runs/bench-acrobot/gail_bench.png
+
+Acrobot's expert *ends* its episodes (it swings up in about 80 steps; the episode terminates there), so the
+paper's reward -log D >= 0, which pays for every step survived, pulls the other way; ``--rewards`` runs GAIL with
+each reward given, ``logit`` being -logit D = log(1 - D) - log D, which has no such bias.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ from pathlib import Path
 import torch
 
 from dlcourse.rl.bc import BCConfig, train_bc
-from dlcourse.rl.envs import make_env
+from dlcourse.rl.envs import make_env, resolve_env_id
 from dlcourse.rl.demos import load_demos
 from dlcourse.rl.policies import load_policy
 from dlcourse.rl.gail import GAILConfig, train_gail
@@ -92,7 +104,22 @@ def run_bc(demos, n: int, seed: int, subsample: int, args) -> dict:
             "pairs": len(demos.take(n, subsample))}
 
 
+def train_expert(env: str, out: Path, steps: int) -> tuple[str, str]:
+    """(policy, demonstrations) paths of a PPO expert in ``out``, trained there by the command line if missing."""
+    import subprocess
+    import sys
+
+    policy, demos = out / "policy.safetensors", out / "demos.safetensors"
+    if not (policy.exists() and demos.exists()):
+        cmd = [sys.executable, "-m", "dlcourse.cli", "train", "expert", "--env", env, "--preset", "cpu",
+               "--set", f"ppo.total_steps={steps}", "--out", str(out)]
+        print("# training the expert:", " ".join(cmd[2:]), flush=True)
+        subprocess.run(cmd, check=True)
+    return str(policy), str(demos)
+
+
 def run_gail(demos, n: int, seed: int, args, label: str = "gail", **overrides) -> dict:
+    overrides.setdefault("normalise_obs", args.normalise_obs)
     cfg = GAILConfig(env=args.env, n_trajectories=n, subsample=args.subsample, seed=seed,
                      eval_episodes=args.eval_episodes, eval_every=args.eval_every, **overrides)
     cfg.ppo = replace(cfg.ppo, total_steps=args.gail_steps)
@@ -117,8 +144,14 @@ def _mean_sd(xs):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--env", default="cartpole")
-    p.add_argument("--demos", default="cartpole_demos", help="shipped name or .safetensors path")
-    p.add_argument("--expert", default="cartpole_expert", help="shipped name or .safetensors path")
+    p.add_argument("--demos", default=None, help="shipped name or .safetensors path (default: <env>_demos)")
+    p.add_argument("--expert", default=None, help="shipped name or .safetensors path (default: <env>_expert)")
+    p.add_argument("--train-expert", type=Path, default=None, metavar="DIR",
+                   help="train a PPO expert and its demonstrations into DIR (reused if DIR/policy.safetensors exists)")
+    p.add_argument("--expert-steps", type=int, default=200_000, help="PPO steps of --train-expert")
+    p.add_argument("--rewards", nargs="+", default=["neg_log_d"], choices=["neg_log_d", "logit"],
+                   help="GAIL's reward(s): one GAIL row per reward")
+    p.add_argument("--normalise-obs", action="store_true", help="GAIL: standardise the discriminator's inputs")
     p.add_argument("--trajectories", type=int, nargs="+", default=[1, 4, 10])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--subsample", type=int, default=20)
@@ -135,6 +168,11 @@ def main() -> None:
     args = p.parse_args()
     if args.quick:
         args.seeds, args.trajectories, args.gail_steps = [0], [1, 4], 100_000
+    if args.train_expert is not None:
+        args.expert, args.demos = train_expert(args.env, args.train_expert, args.expert_steps)
+    args.demos = args.demos or f"{args.env}_demos"
+    args.expert = args.expert or f"{args.env}_expert"
+    env_id = resolve_env_id(args.env)
     torch.set_num_threads(1)
     t_start = time.perf_counter()
 
@@ -144,7 +182,7 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:
         speed[f"rollout_policy_N8_{dev}"] = rollout_steps_per_second(args.env, 8, dev)
-    print("\n## environment steps per second (CartPole-v1)")
+    print(f"\n## environment steps per second ({env_id})")
     for k, v in speed.items():
         print(f"  {k:<24s} {v:10.0f} steps/s")
 
@@ -171,7 +209,9 @@ def main() -> None:
             log(run_bc(demos, n, seed, args.subsample, args))
             if args.bc_full:
                 log(run_bc(demos, n, seed, 1, args))
-            log(run_gail(demos, n, seed, args))
+            for reward in args.rewards:
+                log(run_gail(demos, n, seed, args, label="gail" if reward == "neg_log_d" else f"gail(reward={reward})",
+                             reward=reward))
     if args.controls:
         n = 4 if 4 in args.trajectories else args.trajectories[0]
         log(run_gail(demos, n, args.seeds[0], args, label="gail(reward=-logit)", reward="logit"))
@@ -190,18 +230,24 @@ def main() -> None:
                                             "wall_s": [r["wall_s"] for r in rs]}
             cells.append(f"{_mean_sd([r['normalised'] for r in rs]) if rs else '-':<17s}")
         print(f"  {a:<22s} " + " ".join(cells))
-    gail_rows = [r for r in runs if r["algo"] == "gail"]
+    gail_rows = [r for r in runs if r["algo"].startswith("gail") and r["algo"] != "gail(disc_steps=0)"
+                 and r["algo"] != "gail(reward=-logit)"]
     if gail_rows:
         print(f"  gail: {gail_rows[0]['env_steps']} env steps per run, wall {_mean_sd([r['wall_s'] for r in gail_rows])}"
               f" s; env steps to first reach 0.95: {[r['steps_to_095'] for r in gail_rows]}")
 
     print("\n## the claim")
     bc1 = [r["normalised"] for r in runs if r["algo"] == f"bc(subsample={args.subsample})" and r["n"] == 1]
-    g4 = [r["normalised"] for r in gail_rows if r["n"] <= 4]
-    ok_g = bool(g4) and min(g4) >= 0.95
+    ok_g = False
+    for reward in args.rewards:
+        label = "gail" if reward == "neg_log_d" else f"gail(reward={reward})"
+        g4 = [r["normalised"] for r in runs if r["algo"] == label and r["n"] <= 4]
+        ok = bool(g4) and min(g4) >= 0.95
+        ok_g = ok_g or ok
+        print(f"  {label + ' >= 0.95 from <= 4 trajectories (every seed):':<58s} {'yes' if ok else 'NO'} "
+              f"(min {min(g4, default=math.nan):.3f})")
     ok_b = bool(bc1) and max(bc1) < 0.95
-    print(f"  GAIL >= 0.95 from <= 4 trajectories (every seed): {'yes' if ok_g else 'NO'} (min {min(g4, default=math.nan):.3f})")
-    print(f"  BC from 1 trajectory < 0.95 (every seed):          {'yes' if ok_b else 'NO'} (max {max(bc1, default=math.nan):.3f})")
+    print(f"  {'BC from 1 trajectory < 0.95 (every seed):':<58s} {'yes' if ok_b else 'NO'} (max {max(bc1, default=math.nan):.3f})")
     total = time.perf_counter() - t_start
     print(f"\ntotal wall time {total:.0f}s")
 
@@ -229,7 +275,7 @@ def main() -> None:
         ax.axhline(0.95, color="gray", lw=0.8, ls="--")
         ax.set_xlabel("expert trajectories")
         ax.set_ylabel("normalised return")
-        ax.set_title("CartPole-v1: GAIL vs behavioural cloning", fontsize=10)
+        ax.set_title(f"{env_id}: GAIL vs behavioural cloning", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
         args.plot.parent.mkdir(parents=True, exist_ok=True)

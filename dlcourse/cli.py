@@ -138,8 +138,22 @@ def cmd_lab(args: argparse.Namespace) -> int:
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or shutil.which("jupyter")
     if jupyter is None:
         raise DlcourseError("jupyter is not installed in this environment; run `make setup`")
-    # default_url (not a file argument) so the printed URL, the browser and a bare "/" all land on the course map
-    cmd = [jupyter, "lab", f"--ServerApp.root_dir={REPO_ROOT}", "--LabApp.default_url=/lab/tree/course/README.md"]
+    # default_url (not a file argument) so the printed URL, the browser and a bare "/" all land on the course map.
+    # Another root (a copy of the course, as the browser tests use) may be given as --ServerApp.root_dir=DIR:
+    # Jupyter refuses the option twice.
+    root = REPO_ROOT
+    for a in args.extra:
+        if a.startswith("--ServerApp.root_dir="):
+            root = Path(a.split("=", 1)[1]).expanduser()
+    cmd = [jupyter, "lab", "--LabApp.default_url=/lab/tree/course/README.md"]
+    if not any(a.startswith("--ServerApp.root_dir") for a in args.extra):
+        cmd.insert(2, f"--ServerApp.root_dir={REPO_ROOT}")
+    if not any(a.startswith("--ServerApp.terminado_settings") for a in args.extra):
+        # Terminals run the user's shell as an interactive, non-login shell, as they do when JupyterLab starts from
+        # a terminal: started any other way (a launcher, CI) Jupyter would make it a login shell, whose
+        # /etc/profile resets PATH and loses this environment's commands.
+        shell = os.environ.get("SHELL") or shutil.which("bash") or shutil.which("sh") or "sh"
+        cmd.append(f"--ServerApp.terminado_settings=shell_command={[shell]!r}")
     if args.port:
         cmd.append(f"--port={args.port}")
     if args.no_browser:
@@ -147,7 +161,23 @@ def cmd_lab(args: argparse.Namespace) -> int:
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI machines often run as root; Jupyter refuses without this
     cmd += args.extra
-    return subprocess.call(cmd, cwd=REPO_ROOT)
+    # JupyterLab's terminals inherit the server's environment: put this environment's commands first on PATH, so
+    # that `dlcourse grade ...` typed in a JupyterLab terminal is the course's dlcourse, not "command not found".
+    env = dict(os.environ)
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = os.pathsep.join(p for p in (bin_dir, env.get("PATH", "")) if p)
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
+    try:  # the course's JupyterLab settings, also for an environment set up before they changed (idempotent)
+        from .notebooks import write_lab_settings
+
+        write_lab_settings()
+    except (OSError, DlcourseError) as exc:
+        print(f"warning: could not write the course's JupyterLab settings ({exc}); run `make setup`", file=sys.stderr)
+    # cwd = the root: a new terminal opens there (JupyterLab asks for the file browser's folder, and a terminal
+    # asked for the root folder gets the server's working directory)
+    return subprocess.call(cmd, cwd=root, env=env)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ Usage::
     python -m dlcourse.notebooks execute lectures solutions        # or single files: lectures/00_welcome.py
     python -m dlcourse.notebooks check-pairs lectures solutions
     python -m dlcourse.notebooks lab-settings
+    python -m dlcourse.notebooks install-kernel
 
 **Sources and notebooks.** The reviewed source of a notebook is ``NN_topic.py`` in jupytext's percent format; the
 ``.ipynb`` beside it, with reference outputs, is *generated* from it by ``execute`` and never edited by hand
@@ -30,6 +31,22 @@ unchanged, deterministic notebook twice gives byte-identical files, so ``git dif
 - ``raises-exception``: the cell is expected to raise (a lecture showing an error message).
 
 Figures (``image/png``) are never compared by nbval; their cells need no tag unless their text output varies.
+
+**JupyterLab** (``lab-settings``, ``install-kernel``; ``make setup`` runs both). Two things keep a notebook that a
+student opens, runs and saves as it should be:
+
+- *Saved widgets.* JupyterLab keeps the widget state a notebook was opened with (the reference run's) and saves
+  the outputs of the student's run, whose widgets live in the student's kernel; once that kernel is gone, every
+  such widget shows "Error displaying widget: model not found". The widget manager's own ``saveState`` would save
+  the live state instead, but it also marks every notebook with widgets modified the moment it is opened (it
+  does so for each model it restores). So the server saves through `pre_save_hook`, which removes a widget view
+  whose model is not in the saved state from its output, leaving the still picture every course widget carries
+  beside it (``image/png``): a reopened lecture shows its widgets where their state was saved, pictures
+  elsewhere, never an error. ``lab-settings`` registers the hook in the environment's Jupyter server config.
+- *An unmodified notebook stays unmodified.* JupyterLab copies the kernel's ``language_info`` into the notebook
+  when the kernel starts and marks it modified if it differs. ipykernel reports the exact Python version, which
+  the committed notebooks leave out (it would churn them and differ from a student's Python); the course kernel
+  (`CourseKernel`, registered by ``install-kernel``) reports ``language_info`` without it.
 """
 
 from __future__ import annotations
@@ -64,6 +81,10 @@ __all__ = [
     "check_pairs",
     "lab_settings_path",
     "write_lab_settings",
+    "server_config_path",
+    "strip_unsaved_widget_views",
+    "pre_save_hook",
+    "install_kernel",
     "main",
 ]
 
@@ -75,7 +96,8 @@ WIDGET_STATE_KEY = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW_KEY = "application/vnd.jupyter.widget-view+json"
 _MODEL_REF = "IPY_MODEL_"
 
-# Static language_info: what the kernel reports, minus its exact Python version (which would churn the files).
+# Static language_info: what the course kernel (`CourseKernel`) reports. ipykernel's own also has the exact Python
+# version, which would churn the files and, differing from a student's Python, mark every notebook modified.
 _LANGUAGE_INFO = {
     "codemirror_mode": {"name": "ipython", "version": 3},
     "file_extension": ".py",
@@ -91,6 +113,9 @@ LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"markdown": "Markdown Preview"}},
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": False},
 }
+# The Jupyter server's side (see the module docstring): notebooks are saved through `pre_save_hook`.
+SERVER_CONFIG = {"ContentsManager": {"pre_save_hook": "dlcourse.notebooks.pre_save_hook"}}
+COURSE_KERNEL_CLASS = "dlcourse.notebooks.CourseKernel"
 
 
 class ExecutionFailed(Exception):
@@ -455,21 +480,107 @@ def _merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def server_config_path(prefix: str | os.PathLike | None = None) -> Path:
+    """The Jupyter server's config file of the environment at ``prefix`` (default: this interpreter's). (Files in
+    ``jupyter_server_config.d/`` only enable extensions; the server reads its settings from this one.)"""
+    return Path(prefix or sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.json"
+
+
+def _read_json_object(path: Path) -> dict:
+    if not path.exists() or not path.read_text(encoding="utf-8").strip():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); fix or remove it, then run lab-settings again") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _views_without_state(nb: dict) -> Iterable[dict]:
+    """The ``data`` of each output that shows a widget whose model is not in the notebook's saved widget state."""
+    state = (nb.get("metadata", {}).get("widgets", {}).get(WIDGET_STATE_KEY) or {}).get("state") or {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs") or []:
+            data = output.get("data") or {}
+            view = data.get(WIDGET_VIEW_KEY)
+            if isinstance(view, dict) and view.get("model_id") not in state:
+                yield data
+
+
+def strip_unsaved_widget_views(nb: dict) -> int:
+    """Remove, in place, each widget view whose model is not in ``nb``'s saved widget state, so the output falls back
+    to its still picture (``image/png``) or text; returns how many were removed. Views with saved state stay."""
+    n = 0
+    for data in list(_views_without_state(nb)):
+        del data[WIDGET_VIEW_KEY]
+        n += 1
+    return n
+
+
+def pre_save_hook(model: dict, **kwargs: Any) -> None:
+    """Jupyter server pre-save hook (``ContentsManager.pre_save_hook``): `strip_unsaved_widget_views` on every
+    notebook saved, so that no saved notebook can show "model not found" once its kernel is gone."""
+    if model.get("type") == "notebook" and isinstance(model.get("content"), dict):
+        strip_unsaved_widget_views(model["content"])
+
+
 def write_lab_settings(prefix: str | os.PathLike | None = None, settings: dict | None = None) -> Path:
-    """Merge the course's JupyterLab settings into ``overrides.json``, keeping every other key there."""
+    """Merge the course's JupyterLab settings into ``overrides.json`` and its server settings into the environment's
+    ``jupyter_server_config.json`` (`server_config_path`), keeping every other key of both. Returns the first."""
     path = lab_settings_path(prefix)
-    current: dict = {}
-    if path.exists() and path.read_text(encoding="utf-8").strip():
-        try:
-            current = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc}); fix or remove it, then run lab-settings again") from None
-        if not isinstance(current, dict):
-            raise ConfigError(f"{path}: expected a JSON object, got {type(current).__name__}")
-    merged = _merge(current, LAB_SETTINGS if settings is None else settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    server = server_config_path(prefix)
+    merged = _merge(_read_json_object(path), LAB_SETTINGS if settings is None else settings)
+    merged_server = _merge(_read_json_object(server), SERVER_CONFIG)
+    for target, value in ((path, merged), (server, merged_server)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The course kernel
+
+_COURSE_KERNEL: Any = None
+
+
+def _course_kernel() -> Any:
+    """IPython's kernel with a version-free ``language_info`` (built on first use: ipykernel is imported only by the
+    kernel process, not by ``dlcourse`` itself)."""
+    global _COURSE_KERNEL
+    if _COURSE_KERNEL is None:
+        from ipykernel.ipkernel import IPythonKernel
+
+        class CourseKernel(IPythonKernel):
+            """IPython's kernel, reporting ``language_info`` without ``version`` (see the module docstring)."""
+
+            language_info = {k: v for k, v in IPythonKernel.language_info.items() if k != "version"}
+
+        CourseKernel.__module__, CourseKernel.__qualname__ = "dlcourse.notebooks", "CourseKernel"
+        _COURSE_KERNEL = CourseKernel
+    return _COURSE_KERNEL
+
+
+def __getattr__(name: str) -> Any:
+    # `CourseKernel` is looked up by the kernel's --IPKernelApp.kernel_class=dlcourse.notebooks.CourseKernel
+    if name == "CourseKernel":
+        return _course_kernel()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def install_kernel(prefix: str | os.PathLike | None = None) -> Path:
+    """Register the kernel ``dlcourse`` ("Python (dlcourse)") in the environment at ``prefix`` (default: this
+    interpreter's, like ``ipykernel install --sys-prefix``), running `CourseKernel`. Returns its folder."""
+    from ipykernel.kernelspec import install
+
+    folder = Path(install(kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, prefix=str(prefix or sys.prefix)))
+    spec_path = folder / "kernel.json"
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    argv = [a for a in spec["argv"] if not a.startswith("--IPKernelApp.kernel_class=")]
+    spec["argv"] = argv + [f"--IPKernelApp.kernel_class={COURSE_KERNEL_CLASS}"]
+    spec_path.write_text(json.dumps(spec, indent=1) + "\n", encoding="utf-8")
+    return folder
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -525,6 +636,12 @@ def _cmd_lab_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_install_kernel(args: argparse.Namespace) -> int:
+    folder = install_kernel(args.prefix)
+    print(f"kernel {KERNEL_NAME!r} ({KERNEL_DISPLAY_NAME}) installed in {folder}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dlcourse.notebooks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -537,9 +654,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("check-pairs", help="check that every .py has an .ipynb with the same cells, and vice versa")
     p.add_argument("paths", nargs="+", help="folders or files")
     p.set_defaults(func=_cmd_check_pairs)
-    p = sub.add_parser("lab-settings", help="make JupyterLab open Markdown files rendered (merges overrides.json)")
+    p = sub.add_parser("lab-settings", help="JupyterLab settings: Markdown rendered, widgets saved safely (merges overrides.json)")
     p.add_argument("--prefix", default=None, help="environment prefix (default: this interpreter's, sys.prefix)")
     p.set_defaults(func=_cmd_lab_settings)
+    p = sub.add_parser("install-kernel", help="register the course kernel 'dlcourse' in this environment")
+    p.add_argument("--prefix", default=None, help="environment prefix (default: this interpreter's, sys.prefix)")
+    p.set_defaults(func=_cmd_install_kernel)
     args = parser.parse_args(argv)
     return args.func(args)
 
