@@ -41,12 +41,15 @@ from pathlib import Path
 
 from ..errors import DlcourseError
 
-__all__ = ["BWRAP_ENV", "INSTALL_HINT", "SCRATCH", "SandboxUnavailable", "Status", "status", "describe",
+__all__ = ["BWRAP_ENV", "INSTALL_HINT", "NAMESPACES_HINT", "SCRATCH", "SandboxUnavailable", "Status", "status", "describe",
            "require", "bwrap_argv", "worker_env", "matplotlib_font_cache"]
 
 BWRAP_ENV = "DLCOURSE_BWRAP"
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: sudo apt-get install bubblewrap; Fedora: sudo dnf install "
                 "bubblewrap; Arch: sudo pacman -S bubblewrap)")
+NAMESPACES_HINT = ("let bwrap create user namespaces (sysctl user.max_user_namespaces > 0, and "
+                   "kernel.unprivileged_userns_clone=1 where it exists; on Ubuntu 23.10 and newer, the AppArmor "
+                   "profile for bwrap), or grade on a machine or VM where it can")
 SCRATCH = "/tmp"  # the worker's scratch folder inside the sandbox (a private tmpfs)
 SANDBOX_UID = 65534  # "nobody" inside the sandbox's user namespace (mapped to the grader's user outside)
 MIN_VERSION = (0, 5, 0)  # --size for a capped tmpfs
@@ -73,6 +76,18 @@ class Status:
     version: str | None
     reason: str
     disable_userns: bool = False
+    installed: bool = False  # bwrap is there (usable or not): the fix is then not to install it
+
+    @property
+    def hint(self) -> str:
+        """What to do about it, for one line."""
+        if not self.installed:
+            return INSTALL_HINT
+        if "too old" in self.reason:
+            return "upgrade bubblewrap (" + INSTALL_HINT + ")"
+        if "cannot create namespaces" in self.reason:
+            return NAMESPACES_HINT
+        return "check or reinstall bubblewrap (" + INSTALL_HINT + ")"
 
 
 def _bwrap_path() -> str | None:
@@ -105,15 +120,16 @@ def _probe(path: str | None) -> Status:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                              stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as exc:
-        return Status(False, path, None, f"{path} could not be run ({type(exc).__name__}: {exc})")
+        return Status(False, path, None, f"{path} could not be run ({type(exc).__name__}: {exc})", installed=True)
     version_text = _first_line(out.stdout or out.stderr)
     version = _parse_version(version_text)
     if out.returncode != 0 or version is None:
-        return Status(False, path, None, f"{path} --version failed: {version_text or 'no output'}")
+        return Status(False, path, None, f"{path} --version failed: {version_text or 'no output'}", installed=True)
     shown = ".".join(map(str, version))
     if version < MIN_VERSION:
         return Status(False, path, shown, f"bubblewrap {shown} is too old (the sandbox needs "
-                                          f"{'.'.join(map(str, MIN_VERSION))} or newer for a size-capped scratch)")
+                                          f"{'.'.join(map(str, MIN_VERSION))} or newer for a size-capped scratch)",
+                      installed=True)
     disable_userns = version >= DISABLE_USERNS_VERSION
     # the same confinement flags as a real worker, around /bin/true
     argv = [path, *_confinement_flags(disable_userns), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
@@ -121,12 +137,13 @@ def _probe(path: str | None) -> Status:
     try:
         run = subprocess.run(argv, capture_output=True, text=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as exc:
-        return Status(False, path, shown, f"{path} could not start a sandbox ({type(exc).__name__}: {exc})")
+        return Status(False, path, shown, f"{path} could not start a sandbox ({type(exc).__name__}: {exc})",
+                      installed=True)
     if run.returncode != 0:
-        why = _first_line(run.stderr) or f"exit status {run.returncode}"
+        why = (_first_line(run.stderr) or f"exit status {run.returncode}").rstrip(".")
         return Status(False, path, shown, f"{path} (bubblewrap {shown}) is installed but cannot create namespaces "
-                                          f"here: {why}")
-    return Status(True, path, shown, "", disable_userns)
+                                          f"here: {why}", installed=True)
+    return Status(True, path, shown, "", disable_userns, installed=True)
 
 
 def status(refresh: bool = False) -> Status:
@@ -143,7 +160,7 @@ def describe() -> str:
         return (f"confined: bubblewrap {st.version} ({st.path}) runs each submission with a read-only Python, no "
                 f"course folder or home, no network, a private size-capped scratch and its own process namespace")
     return (f"NOT confined: {st.reason}. A student's own check still works; `dlcourse grade --hidden` and folder "
-            f"grading refuse unless given --no-sandbox; to confine them, {INSTALL_HINT}")
+            f"grading refuse unless given --no-sandbox; to confine them, {st.hint}")
 
 
 def require() -> Status:
@@ -151,7 +168,7 @@ def require() -> Status:
     st = status()
     if not st.usable:
         raise SandboxUnavailable(f"grading with hidden tests or a folder of submissions runs untrusted code in a "
-                                 f"bubblewrap sandbox, which is not available here: {st.reason}; {INSTALL_HINT}, "
+                                 f"bubblewrap sandbox, which is not available here: {st.reason}; {st.hint}, "
                                  f"or pass --no-sandbox to grade without it (every report then says so)")
     return st
 
