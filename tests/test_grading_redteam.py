@@ -191,6 +191,10 @@ def test_attack_cell(stage, name, mode, monkeypatch):
         assert "DLCOURSE" not in outcome.split("own environ")[0] or True
         for forbidden in ("s3cret", "DLCOURSE_REDTEAM"):
             assert forbidden not in outcome
+    if name == "terminal_injection":
+        table = format_table(result)
+        assert "\x1b" not in table and "\r" not in table
+        assert not [line for line in table.splitlines() if line.startswith("total") and "10/10" in line]
     if mode == "sandbox":
         assert result.sandbox.startswith("bubblewrap")
     else:

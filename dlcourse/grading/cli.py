@@ -138,7 +138,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
     else:
         subs = [target]
         protect = [out] if out is not None else []
-    from .grader import Grader, error_result, find_assignment, format_table, write_result
+    from .grader import Grader, error_result, find_assignment, format_table, printable, write_result
 
     master = args.master
     unreadable: dict[Path, str] = {}
@@ -171,7 +171,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
                                           args.hidden, grader.sandbox_label)
             if result.error:
                 failed += 1
-                print(f"{sub}: error: {result.error}", file=sys.stderr)
+                print(f"{printable(str(sub))}: error: {printable(result.error)}", file=sys.stderr)
         else:
             result = grader.grade(sub)
         results.append(result)
@@ -183,11 +183,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
         data = [r.to_dict() for r in results]
         print(json.dumps(data[0] if not folder else data, indent=1, sort_keys=True))
     elif folder:
-        width = max(len(Path(r.submission).name) for r in results)
+        names = [printable(Path(r.submission).name) for r in results]
+        width = max(len(n) for n in names)
         print(f"{'submission':<{width}}  score")
-        for r in results:
-            shown = f"error: {r.error}" if r.error else f"{r.score:g}/{r.max_score:g}"
-            print(f"{Path(r.submission).name:<{width}}  {shown}")
+        for name, r in zip(names, results):
+            shown = f"error: {printable(r.error)}" if r.error else f"{r.score:g}/{r.max_score:g}"
+            print(f"{name:<{width}}  {shown}")
         if not grader.sandboxed:
             print(f"graded without a sandbox ({grader.sandbox_label.split(': ', 1)[-1]})")
     if out is not None and not args.json:

@@ -985,6 +985,7 @@ class Grader:
         self.max_restarts = int(max_restarts)
         self.scratch_bytes = int(scratch_bytes)
         self.prefetch = prefetch
+        self._master_dir = Path(master).resolve().parent if master is not None else None
         self.spawner = spawner or (_shared_sandbox_spawner() if self.sandboxed else _shared_spawner())
         self.spawner.prestart(self._box_key())  # the worker imports torch while we read the master
         self.master = markers.load_assignment(master) if master is not None else None
@@ -1000,7 +1001,8 @@ class Grader:
 
     def _box_key(self) -> tuple:
         """What a sandbox must hide if it lies inside a tree the sandbox mounts (course-level paths only)."""
-        hide = sandbox.needs_hiding([REPO_ROOT / "solutions", REPO_ROOT / ".git", *self.protect])
+        extra = [self._master_dir] if self._master_dir is not None else []
+        hide = sandbox.needs_hiding([REPO_ROOT / "solutions", REPO_ROOT / ".git", *self.protect, *extra])
         return (tuple(hide), self.scratch_bytes)
 
     def _deny_paths(self, assignment: markers.Assignment, submission: Path) -> list[str]:
@@ -1292,16 +1294,27 @@ def error_result(submission: str | Path, message: str, assignment: str = "", max
                        max_score=max_score, error=message, sandbox=sandbox_label)
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7f, 0xa0)]}
+_CONTROL.update({0x09: " ", 0x0a: " | ", 0x0d: " "})
+
+
+def printable(text: str) -> str:
+    """Text from a submission made safe for a terminal: no newlines, no escape sequences (which could clear the
+    screen, move the cursor or fake a line of the table), other control characters shown as \\xNN."""
+    return str(text).translate(_CONTROL)
+
+
 def format_table(result: GradeResult, width: int = 100) -> str:
-    """The per-question table, cell problems and the total, for a terminal."""
-    rows = [(q.id, f"{q.points:g}/{q.max_points:g}", q.status, q.message) for q in result.questions]
+    """The per-question table, cell problems and the total, for a terminal (student text made printable)."""
+    rows = [(q.id, f"{q.points:g}/{q.max_points:g}", q.status, printable(q.message)) for q in result.questions]
     w_id = max([len("question")] + [len(r[0]) for r in rows])
     w_pt = max([len("points")] + [len(r[1]) for r in rows])
     w_st = max([len("result")] + [len(r[2]) for r in rows])
     out = io.StringIO()
-    out.write(f"{result.assignment}: {result.submission}{' (with hidden tests)' if result.hidden else ''}\n\n")
+    out.write(f"{result.assignment}: {printable(result.submission)}{' (with hidden tests)' if result.hidden else ''}"
+              "\n\n")
     if result.error:
-        out.write(f"error: {result.error}\n")
+        out.write(f"error: {printable(result.error)}\n")
     out.write(f"{'question':<{w_id}}  {'points':>{w_pt}}  {'result':<{w_st}}  message\n")
     out.write(f"{'-' * w_id}  {'-' * w_pt}  {'-' * w_st}  {'-' * 7}\n")
     for qid, pts, status, msg in rows:
@@ -1312,9 +1325,9 @@ def format_table(result: GradeResult, width: int = 100) -> str:
     if problems or result.notes:
         out.write("\nnotes:\n")
         for c in problems:
-            out.write(f"  - {c.message}\n")
+            out.write(f"  - {printable(c.message)}\n")
         for n in result.notes:
-            out.write(f"  - {n}\n")
+            out.write(f"  - {printable(n)}\n")
     out.write(f"\ngraded in {result.seconds:.1f} s\n")
     return out.getvalue()
 

@@ -343,6 +343,10 @@ def fill():
     return f"QUOTA wrote {{total >> 20}} MiB"
 RESULTS.append(str(fill()))
 ''', False, SANDBOX),
+    # text for the instructor's terminal: escape sequences (clear the screen, retitle it) and a fake total line
+    "terminal_injection": ("leaks", '''
+RESULTS.append("\\x1b[2J\\x1b[H\\x1b]0;pwned\\x07\\ntotal            10/10\\n\\rq1_components  2/2  passed")
+''', False, BOTH),
     "writes_results_and_submission": ("paths", '''
 note("grades", lambda: open({out!r} + "/attacker.json", "w").write('{{"score": 10}}'))
 note("outside", lambda: open({outside!r} + "/x.json", "w").write("x"))
