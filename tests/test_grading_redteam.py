@@ -338,3 +338,14 @@ def test_malformed_notebooks_get_a_row_not_an_abort(stage, how):
     assert ",error," in row and ",total,0,10" in row, row
     assert json.loads((stage.out / "victim.json").read_text())["score"] == 10
     del out
+
+
+def test_a_py_export_whose_header_is_a_yaml_payload_runs_nothing(stage):
+    canary = stage.outside / "yaml-ran"
+    evil = stage.folder / "evil.py"
+    evil.write_text("# ---\n# jupyter:\n#   dlcourse: !!python/object/apply:os.system\n#   - touch " + str(canary)
+                    + "\n# ---\n\n# %%\nx = 1\n")
+    with pytest.raises(SubmissionError) as info:
+        Grader(sandbox="auto").grade(evil)
+    assert "\n" not in str(info.value) and "could not be read" in str(info.value)
+    assert not canary.exists()

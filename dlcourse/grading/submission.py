@@ -170,8 +170,9 @@ def _cells_from_py(text: str) -> tuple[list[Cell], str | None, str]:
     try:
         nb = jupytext.reads(text, fmt="py:percent" if _PERCENT_MARK.search(text) else "py:light")
     except Exception as exc:  # noqa: BLE001 - any parse failure is the same problem for the user
-        raise SubmissionError(f"the .py file could not be read as a notebook ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from None
+        detail = " ".join(str(exc).split())[:200]
+        raise SubmissionError(f"the .py file could not be read as a notebook ({type(exc).__name__}: {detail})") \
+            from None
     data = {"nbformat": 4, "metadata": dict(nb.metadata),
             "cells": [{"cell_type": c.cell_type, "source": c.source, "metadata": dict(c.metadata)} for c in nb.cells]}
     cells, declared = _cells_from_json(data)
