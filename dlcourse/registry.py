@@ -60,6 +60,8 @@ FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
            ("train", "sample", "eval")),
     "bd3": ("dlcourse.discrete.family:BD3", "block diffusion: autoregressive over blocks, masked diffusion within "
             "(Arriola et al. 2025)", ("train", "sample", "eval")),
+    "classifier": ("dlcourse.quality.family:FAMILY", "the image classifier behind the Fréchet distance and classifier "
+                   "score of the 28x28 models", ("train", "eval")),
     "expert": ("dlcourse.rl.family:EXPERT", "an RL expert by PPO + GAE, and its demonstrations (for bc and gail)",
                ("train", "eval")),
     "bc": ("dlcourse.rl.family:BC", "behavioural cloning from expert demonstrations (the GAIL baseline)",
