@@ -49,7 +49,7 @@ __all__ = ["Family", "RunOptions", "SampleOutput", "FAMILIES", "family", "famili
 # name -> ("module:ATTRIBUTE" of its Family, one line of help, the commands it offers). Adding a family: one line.
 FAMILIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "ncsn": ("dlcourse.score.family:FAMILY", "noise-conditional score network + annealed Langevin (Song & Ermon 2019, 2020)",
-             ("train", "sample")),
+             ("train", "sample", "eval")),
     "sde": ("dlcourse.sde.family:FAMILY", "score SDEs: VE / VP / sub-VP, predictor-corrector, probability flow "
             "(Song et al. 2021)", ("train", "sample", "eval")),
     "mdlm": ("dlcourse.discrete.family:MDLM", "masked diffusion language model, continuous-time NELBO (Sahoo et al. 2024)",

@@ -116,7 +116,8 @@ class ClassifierFamily(Family):
         from .metrics import reference_quality
 
         test, _ = load_images(cfg.data, "test")
-        ref = reference_quality(model, test)
+        train, _ = load_images(cfg.data, "train")
+        ref = reference_quality(model, test, train)
         return {"test_accuracy": _accuracy(model, cfg), "real_vs_real_fid": ref["real"]["fid"],
                 "real_classifier_score": ref["real"]["classifier_score"], "noise_fid": ref["noise"]["fid"],
                 "noise_classifier_score": ref["noise"]["classifier_score"]}

@@ -26,7 +26,7 @@ import torch
 from ..errors import DataMissingError, ShapeError
 
 __all__ = ["feature_stats", "frechet_distance", "fid_from_features", "classifier_score", "image_quality",
-           "reference_quality", "nearest_training_images", "InceptionFeatures"]
+           "reference_quality", "model_quality", "nearest_training_images", "InceptionFeatures"]
 
 
 def feature_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -90,14 +90,51 @@ def image_quality(images: torch.Tensor, extractor, reference: torch.Tensor) -> d
     return out
 
 
-def reference_quality(classifier, test_images: torch.Tensor, n: int = 5000, seed: int = 0) -> dict[str, dict]:
-    """The floor and the ceiling: two disjoint halves of the real test images against each other (the FID of a
-    perfect model with ``n`` samples) and uniform noise against the test images."""
+def reference_quality(classifier, test_images: torch.Tensor, train_images: torch.Tensor, n: int = 1000,
+                      seed: int = 0) -> dict[str, dict]:
+    """The floor and the ceiling of `image_quality` with ``n`` images against the test set: ``n`` real training
+    images (what a perfect model's ``n`` samples would score) and ``n`` images of uniform noise."""
     g = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(len(test_images), generator=g)
-    half_a, half_b = test_images[perm[:n]], test_images[perm[n:2 * n]]
+    real = train_images[torch.randperm(len(train_images), generator=g)[:n]]
     noise = torch.rand((n, *test_images.shape[1:]), generator=g)
-    return {"real": image_quality(half_a, classifier, half_b), "noise": image_quality(noise, classifier, half_b)}
+    return {"real": image_quality(real, classifier, test_images), "noise": image_quality(noise, classifier, test_images)}
+
+
+def model_quality(sample, data: str, n: int = 1000, classifier: str = "fashion_classifier", batch_size: int = 100,
+                  seed: int = 0) -> dict[str, float]:
+    """`image_quality` of ``n`` samples against the test split of ``data``: ``sample(batch, generator)`` returns
+    images (batch, C, H, W) in [0, 1]; ``classifier`` is a shipped name or a path of a ``classifier`` export."""
+    from .. import load
+    from ..data.images import load_images
+
+    clf, clf_cfg = load(classifier)
+    if clf_cfg.data != data:
+        raise DataMissingError(f"{classifier} classifies {clf_cfg.data}, not {data}; train one with "
+                               f"dlcourse train classifier --data {data}")
+    test, _ = load_images(data, "test")
+    g = torch.Generator().manual_seed(seed)
+    images = torch.cat([sample(min(batch_size, n - i), g).cpu() for i in range(0, n, batch_size)])
+    return image_quality(images, clf, test)
+
+
+def add_quality_args(p) -> None:
+    """``--quality``-related flags of ``dlcourse eval ncsn|sde`` (the family adds its sampler flags)."""
+    p.add_argument("--classifier", default="fashion_classifier",
+                   help="the classifier export whose features and predictions score the samples (default: %(default)s)")
+
+
+def family_quality(family, model, cfg, args) -> dict[str, float]:
+    """``dlcourse eval FAMILY --quality``: `model_quality` of ``args.n`` samples drawn by the family's sampler
+    with the sampler flags of ``args``."""
+    notes = []
+
+    def sample(batch, generator):
+        out = family.sample(model, cfg, batch, generator, args)
+        notes.append(out.note)
+        return out.data
+
+    out = model_quality(sample, cfg.data, args.n or 1000, args.classifier, seed=args.seed)
+    return {**out, "sampler": notes[0]}
 
 
 def nearest_training_images(samples: torch.Tensor, train: torch.Tensor, batch_size: int = 256

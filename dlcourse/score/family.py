@@ -169,6 +169,21 @@ class NCSNFamily(Family):
         p.add_argument("--eps", type=float, default=None, help="step size at the last level (default: the config's)")
         p.add_argument("--no-denoise", action="store_true", help="skip the final denoising step")
 
+    def add_eval_args(self, p: argparse.ArgumentParser) -> None:
+        from ..quality.metrics import add_quality_args
+
+        p.add_argument("--quality", action="store_true", required=True,
+                       help="Fréchet distance and classifier score of --n samples")
+        p.add_argument("--n", type=int, default=1000, help="samples (default: %(default)s)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the sampler (default: %(default)s)")
+        add_quality_args(p)
+        self.add_sample_args(p)
+
+    def evaluate(self, model, cfg: NCSNConfig, args) -> dict:
+        from ..quality.metrics import family_quality
+
+        return family_quality(self, model, cfg, args)
+
     def sample(self, model, cfg: NCSNConfig, n: int, generator, args) -> SampleOutput:
         overrides = {k: v for k, v in (("n_steps_each", args.steps_each), ("eps", args.eps)) if v is not None}
         if args.no_denoise:

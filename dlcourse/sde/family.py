@@ -239,15 +239,27 @@ class SDEFamily(Family):
         return SampleOutput(x, res.nfe, f"{args.sampler}, NFE {res.nfe}")
 
     def add_eval_args(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("--bpd", action="store_true", required=True,
-                       help="test-split bits/dim (images) or nats/point (toys) through the probability-flow ODE")
-        p.add_argument("--n", type=int, default=None, help="evaluate the first N test points (default: all; toys: 1000)")
+        from ..quality.metrics import add_quality_args
+
+        what = p.add_mutually_exclusive_group(required=True)
+        what.add_argument("--bpd", action="store_true",
+                          help="test-split bits/dim (images) or nats/point (toys) through the probability-flow ODE")
+        what.add_argument("--quality", action="store_true",
+                          help="Fréchet distance and classifier score of --n samples (default 1000)")
+        p.add_argument("--n", type=int, default=None,
+                       help="--bpd: the first N test points (default: all; toys 1000); --quality: samples")
         p.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
                        help="divergence of the ODE drift (default: exact for toys, hutchinson for images)")
         p.add_argument("--eps", type=float, default=None, help="start time of the ODE (default: the SDE's, 1e-5)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation and Hutchinson noise")
+        p.add_argument("--seed", type=int, default=0, help="seed of the dequantisation, Hutchinson and sampler noise")
+        add_quality_args(p)
+        self.add_sample_args(p)
 
     def evaluate(self, model, cfg: SDEConfig, args) -> dict:
+        if args.quality:
+            from ..quality.metrics import family_quality
+
+            return family_quality(self, model, cfg, args)
         return evaluate_bpd(model, cfg, n=args.n, divergence=args.divergence, eps=args.eps, seed=args.seed)
 
 
