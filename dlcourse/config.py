@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
 
-__all__ = ["Config", "TrainConfig", "Presets", "Registry", "apply_overrides", "validate", "config_to_dict",
+__all__ = ["Config", "TrainConfig", "Presets", "Reproduces", "Registry", "apply_overrides", "validate", "config_to_dict",
            "config_from_dict"]
 
 C = TypeVar("C")
@@ -133,12 +133,30 @@ class TrainConfig(Config):
             raise ConfigError("log_every and ckpt_every must be positive")
 
 
-class Presets(Generic[C]):
-    """Named configurations of one model family: ``Presets("ncsn", toy=..., cpu=..., gpu=...)``."""
+@dataclass(frozen=True)
+class Reproduces:
+    """What a paper-scale preset reproduces: the paper, its table or section and configuration, the paper's
+    parameter count, its number of training steps, and exactly how the preset differs (empty: it does not)."""
 
-    def __init__(self, family: str, **presets: C) -> None:
+    paper: str
+    table: str
+    params_m: float              #: the paper's network, millions of parameters
+    steps: int                   #: the paper's optimiser steps
+    ours_m: float | None = None  #: our network's count when it differs from the paper's (then say why in ``differs``)
+    differs: str = ""
+    reported: str = ""           #: the paper's result this preset aims at (e.g. "3.21 bits/dim")
+
+
+class Presets(Generic[C]):
+    """Named configurations of one model family: ``Presets("ncsn", toy=..., cpu=..., gpu=...)``; ``reproduces``
+    names the presets that follow a paper (`Reproduces`), which `tests/test_presets.py` holds to their counts."""
+
+    def __init__(self, family: str, reproduces: dict[str, Reproduces] | None = None, **presets: C) -> None:
         self.family = family
         self._presets = presets
+        self.reproduces = dict(reproduces or {})
+        if set(self.reproduces) - set(presets):
+            raise ValueError(f"reproduces names presets {set(self.reproduces) - set(presets)} that {family} lacks")
 
     def names(self) -> list[str]:
         return list(self._presets)
