@@ -129,7 +129,8 @@ def test_canvas_transform_puts_the_density_peak_under_its_mode():
     c0, c1 = canvas._cols
     r0, r1 = canvas._rows
     inner = rgb[r0 + 4: r1 - 4, c0 + 4: c1 - 4].sum(-1)  # away from the spines and ticks
-    rows, cols = np.nonzero(inner == inner.min())
+    # the darkest 0.2% of pixels (~150): a single darkest pixel moves by a few pixels with the palette's rounding
+    rows, cols = np.nonzero(inner <= np.quantile(inner, 0.002))
     centroid = np.array([cols.mean() + c0 + 4 + 0.5, rows.mean() + r0 + 4 + 0.5])
     assert np.linalg.norm(centroid - canvas.to_pixels([mode])[0]) < 2.0
     # the extent's corners are the axes' corners

@@ -41,7 +41,7 @@ import torch
 
 from ..errors import ConfigError, ShapeError
 from .images import image_grid
-from .player import DEFAULT_DPI, FramePlayer
+from .player import DEFAULT_DPI, FramePlayer, control_width
 
 __all__ = [
     "ToyChain",
@@ -314,7 +314,7 @@ class LangevinPlayer:
                  sigmas: Sequence[float] = (0.0, 3.0, 20.0), annealed: Sequence[bool] = (False, True),
                  sigma_min: float = 1.0, num_levels: int = 10, n_chains: int = 300, n_frames: int = 25,
                  seed: int = 0, init: tuple[float, float] = (-8.0, 8.0),
-                 extent: Extent = (-10.0, 10.0, -10.0, 10.0), figsize: tuple[float, float] = (3.6, 3.6),
+                 extent: Extent = (-10.0, 10.0, -10.0, 10.0), figsize: tuple[float, float] = (4.2, 4.2),
                  dpi: int = DEFAULT_DPI, interval_ms: int = 120) -> None:
         import ipywidgets as widgets
 
@@ -353,21 +353,30 @@ class LangevinPlayer:
 
         first = self.keys()[0]
         self.player = FramePlayer(self.frames[first], labels=self._labels(first), interval_ms=interval_ms, dpi=dpi)
+        names = {
+            "step_size": ("step ε", [(f"{v:g}", v) for v in self.options["step_size"]]),
+            "n_steps": ("steps", [(str(v), v) for v in self.options["n_steps"]]),
+            "sigma": ("σ", [(f"{v:g}", v) for v in self.options["sigma"]]),
+            "annealed": ("", [("annealed" if v else "plain", v) for v in self.options["annealed"]]),
+        }
+        # Each control is one row segment, its name beside it (not above it) and its buttons as wide as their
+        # labels; together with Play, the slider and the caption they wrap onto at most two lines of a 1280x720
+        # projector at 150% zoom, above the picture. A control with one option is still shown: it says what
+        # the picture is.
         self.controls = {
-            "step_size": widgets.ToggleButtons(options=[(f"{v:g}", v) for v in self.options["step_size"]],
-                                               description="step ε", style={"button_width": "56px"}),
-            "n_steps": widgets.ToggleButtons(options=[(str(v), v) for v in self.options["n_steps"]],
-                                             description="steps", style={"button_width": "56px"}),
-            "sigma": widgets.ToggleButtons(options=[(f"{v:g}", v) for v in self.options["sigma"]],
-                                           description="noise σ", style={"button_width": "56px"}),
-            "annealed": widgets.ToggleButtons(options=[("annealed" if v else "plain", v)
-                                                       for v in self.options["annealed"]],
-                                              description="Langevin", style={"button_width": "80px"}),
+            name: widgets.ToggleButtons(options=options, description=description, tooltips=[],
+                                        style={"button_width": control_width([o[0] for o in options]),
+                                               "description_width": "initial"},
+                                        layout=widgets.Layout(width="auto", margin="0 12px 0 0"))
+            for name, (description, options) in names.items()
         }
         for control in self.controls.values():
             control.observe(self._on_control, names="value")
         self.key = first
-        self.widget = widgets.VBox([*self.controls.values(), self.player.widget])
+        p = self.player
+        row = widgets.HBox([*self.controls.values(), p.play, p.slider, p.label],
+                           layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.widget = widgets.VBox([row, p.image])
 
     def keys(self) -> list[tuple]:
         """Every (step_size, n_steps, sigma, annealed) combination, in the order of the options."""

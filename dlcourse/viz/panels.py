@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .player import DEFAULT_DPI
+from .player import DEFAULT_DPI, TEXT_PT, TICK_PT, TITLE_PT
 
 __all__ = ["panel_frames"]
 
@@ -27,7 +27,7 @@ def _np(x: Any) -> np.ndarray:
 def panel_frames(chains: Mapping[str, Any], times: Sequence[float], *,
                  log_density: Mapping[str, Callable[[Any, float], Any]] | Callable[[Any, float], Any] | None = None,
                  extent: tuple[float, float, float, float] = (-9.0, 9.0, -9.0, 9.0), labels: Sequence[str] | None = None,
-                 panel_size: float = 3.0, dpi: int = DEFAULT_DPI, resolution: int = 90, point_size: float = 4.0,
+                 panel_size: float = 3.4, dpi: int = DEFAULT_DPI, resolution: int = 90, point_size: float = 4.0,
                  density_range: float = 10.0) -> list[bytes]:
     """One PNG per time index: a panel per entry of ``chains`` (name -> positions (F, N, 2)), titled with the name.
 
@@ -52,7 +52,7 @@ def panel_frames(chains: Mapping[str, Any], times: Sequence[float], *,
     gx, gy = np.meshgrid(np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution))
     grid = torch.from_numpy(np.stack([gx.ravel(), gy.ravel()], -1))
 
-    fig = Figure(figsize=(panel_size * len(names), panel_size + 0.35), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=(panel_size * len(names), panel_size + 0.5), dpi=dpi, layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False)[0]
     images, scatters = [], []
     for ax, name in zip(axes, names):
@@ -65,10 +65,15 @@ def panel_frames(chains: Mapping[str, Any], times: Sequence[float], *,
         ax.set_xlim(xmin, xmax)
         ax.set_ylim(ymin, ymax)
         ax.set_aspect("equal")
-        ax.set_title(name, fontsize=9)
-        ax.tick_params(labelsize=7)
-    caption = fig.supxlabel("", fontsize=9)
+        ax.set_title(name, fontsize=TITLE_PT)
+        ax.tick_params(labelsize=TICK_PT)
+    caption = fig.supxlabel("", fontsize=TEXT_PT)
     canvas = FigureCanvasAgg(fig)
+    # Lay the figure out once, with a caption of the longest length, then freeze it: the constrained layout would
+    # otherwise be recomputed at every frame and could shift the panels by a pixel between frames.
+    caption.set_text(max((labels or [f"t = {float(t):.3f}" for t in times]), key=len))
+    canvas.draw()
+    fig.set_layout_engine("none")
     frames = []
     for f in range(F):
         for name, im, sc in zip(names, images, scatters):

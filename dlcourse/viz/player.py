@@ -15,10 +15,34 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FramePlayer", "render_png", "to_png", "PNG_SIGNATURE", "DEFAULT_DPI"]
+__all__ = ["FramePlayer", "render_png", "to_png", "PNG_SIGNATURE", "DEFAULT_DPI", "TICK_PT", "TITLE_PT", "TEXT_PT",
+           "HALL_RC", "hall_style", "control_width"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DEFAULT_DPI = 80  # modest: a 4x4 inch figure is 320x320 pixels, a few tens of kB per frame
+# Lecture-hall sizes (CONTRIBUTING: readable at 1280x720 and 150% zoom). At 80 dpi a 12 pt label is 13 CSS pixels,
+# 20 on the projector at 150%: the smallest text one reads from the back of a room.
+TICK_PT = 12
+TITLE_PT = 14
+TEXT_PT = 12
+#: matplotlib settings for a lecture's own figures (`hall_style`)
+HALL_RC = {"font.size": TEXT_PT, "axes.titlesize": TITLE_PT, "axes.labelsize": TEXT_PT, "xtick.labelsize": TICK_PT,
+           "ytick.labelsize": TICK_PT, "legend.fontsize": TEXT_PT - 1, "figure.titlesize": TITLE_PT,
+           "figure.dpi": DEFAULT_DPI}
+
+
+def hall_style() -> None:
+    """Set matplotlib's fonts (for every later figure of this process) to the lecture-hall sizes of `HALL_RC`."""
+    import matplotlib
+
+    matplotlib.rcParams.update(HALL_RC)
+
+
+def control_width(labels: Sequence[str], char_px: float = 8.5, padding_px: int = 24) -> str:
+    """A CSS width that fits the longest of ``labels`` on a button in JupyterLab's 13 px UI font (digits and lower
+    case are at most ~8 px wide), so that no option is cut to "0.0…"."""
+    longest = max((len(str(label)) for label in labels), default=1)
+    return f"{int(round(longest * char_px)) + padding_px}px"
 
 
 def _savefig_png(fig: Any, dpi: int) -> bytes:
@@ -144,12 +168,17 @@ class FramePlayer:
             value=0, min=0, max=n - 1, step=1, readout=False, continuous_update=True,
             layout=widgets.Layout(width="240px"),
         )
-        self.label = widgets.Label(value=self.labels[0], style={"font_family": "monospace"})
+        # The caption keeps its full width (it never shrinks to "step 0 / 2…"); on a narrow screen it wraps under
+        # the slider instead, so the controls take at most two lines.
+        self.label = widgets.Label(value=self.labels[0], style={"font_family": "monospace"},
+                                   layout=widgets.Layout(flex="0 0 auto", width="auto", max_width="none"))
         # The browser moves the slider while playing, with no round trip to the kernel ...
         self._link = widgets.jslink((self.play, "value"), (self.slider, "value"))
         # ... and the kernel swaps the picture whenever the slider's value changes, from either side.
         self.slider.observe(self._on_index, names="value")
-        self.widget = widgets.VBox([widgets.HBox([self.play, self.slider, self.label]), self.image])
+        self.controls = widgets.HBox([self.play, self.slider, self.label],
+                                     layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.widget = widgets.VBox([self.controls, self.image])
 
     def _on_index(self, change: dict) -> None:
         i = int(change["new"])

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .player import DEFAULT_DPI
+from .player import DEFAULT_DPI, TEXT_PT, TICK_PT, TITLE_PT
 
 __all__ = ["scatter_frames", "evaluate_on_grid", "draw_background"]
 
@@ -59,9 +59,9 @@ def draw_background(ax: Any, extent: Extent, *, density: Callable[[Any], Any] | 
     ax.set_xlim(xmin, xmax)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")
-    ax.tick_params(labelsize=7, length=2)
+    ax.tick_params(labelsize=TICK_PT, length=3)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=TITLE_PT)
     if density is not None:
         _, _, logp = evaluate_on_grid(density, extent, resolution)  # (R, R)
         top = float(np.max(logp))
@@ -84,7 +84,7 @@ def scatter_frames(
     labels: Sequence[str] | None = None,
     steps: Sequence[int] | None = None,
     trail: int = 0,
-    figsize: tuple[float, float] = (4.0, 4.0),
+    figsize: tuple[float, float] = (4.6, 4.6),
     dpi: int = DEFAULT_DPI,
     point_size: float = 6.0,
     color: str = "#d62728",
@@ -157,7 +157,7 @@ def scatter_frames(
     text = None
     if labels is not None:
         text = ax.text(
-            0.02, 0.98, "", transform=ax.transAxes, va="top", ha="left", fontsize=8, family="monospace",
+            0.02, 0.98, "", transform=ax.transAxes, va="top", ha="left", fontsize=TEXT_PT, family="monospace",
             bbox=dict(boxstyle="round,pad=0.2", facecolor="white", alpha=0.8, linewidth=0), animated=True,
         )
 
