@@ -126,7 +126,9 @@ print(f"chain {tuple(chain.shape)}; fraction on the heavy side: start {heavy[0]:
 
 # %% tags=["nbval-ignore-output"]
 from dlcourse.viz import FramePlayer, scatter_frames
+from dlcourse.viz.player import hall_style
 
+hall_style()  # fonts a lecture hall can read: 12 pt ticks, 14 pt titles (for every figure from here on)
 steps = range(0, n_steps + 1, 2)
 labels = [f"step {t:3d} / {n_steps}, heavy side {heavy[t]:.2f}" for t in steps]
 frames = scatter_frames(chain, density=p.log_prob, score=p.score, extent=(-9, 9, -9, 9), steps=steps, trail=4)
@@ -140,11 +142,11 @@ FramePlayer(frames, labels=labels, interval_ms=80)
 import matplotlib.pyplot as plt
 
 exact = p.sample(n_chains, generator=gen)  # (N, 2)
-fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.3), dpi=80, sharex=True, sharey=True, layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.4), sharex=True, sharey=True, layout="constrained")
 for ax, xs, title in [(axes[0], exact, "samples from p"), (axes[1], chain[-1], f"Langevin, {n_steps} steps")]:
     share = (xs.sum(-1) > 0).float().mean()
     ax.scatter(xs[:, 0], xs[:, 1], s=4, color="tab:blue" if ax is axes[0] else "tab:red")
-    ax.set_title(f"{title}: {share:.0%} upper right", fontsize=10)
+    ax.set_title(f"{title}:\n{share:.0%} upper right")
     ax.set_xlim(-9, 9)
     ax.set_ylim(-9, 9)
     ax.set_aspect("equal")

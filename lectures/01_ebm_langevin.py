@@ -141,18 +141,21 @@ samples = langevin(score, torch.randn(2000, 2, generator=gen), eps=0.05, n_steps
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dlcourse.viz.player import hall_style
+
+hall_style()  # fonts a lecture hall can read: 12 pt ticks, 14 pt titles
 theta = torch.atan2(samples[:, 1], samples[:, 0]).numpy()
-fig, axes = plt.subplots(1, 2, figsize=(7.2, 3.2), dpi=70, layout="constrained")
+fig, axes = plt.subplots(1, 2, figsize=(8.8, 4.0), layout="constrained")
 density = torch.exp(-energy(grid)).reshape(n_grid, n_grid)[::4, ::4]  # (201, 201): enough for a picture
 axes[0].contourf(u[::4], u[::4], density, levels=8, cmap="Blues")
 axes[0].scatter(samples[:1000, 0], samples[:1000, 1], s=1, color="tab:red")
 axes[0].set_aspect("equal")
-axes[0].set_title("Langevin samples over $e^{-E(x)}$", fontsize=10)
+axes[0].set_title("Langevin samples over $e^{-E(x)}$")
 angles = np.linspace(-math.pi, math.pi, 200)
 axes[1].hist(theta, bins=40, density=True, color="tab:red", alpha=0.6, label="Langevin, 2000 steps")
 axes[1].plot(angles, np.exp(np.cos(angles)) / (2 * math.pi * i0(1.0)), color="k", label="exact")
 axes[1].set_xlabel(r"angle $\theta$")
-axes[1].legend(fontsize=8)
+axes[1].legend()
 plt.show()
 right = (samples[:, 0] > 0).float().mean().item()
 print(f"fraction of samples with x1 > 0: {right:.3f}")

@@ -182,13 +182,16 @@ for name in ("implicit (ISM)", "sliced (SSM)", "denoising (DSM)"):
 # %% tags=["nbval-ignore-output"]
 import matplotlib.pyplot as plt
 
-fig, ax = plt.subplots(figsize=(4.8, 3.0), dpi=80, layout="constrained")
+from dlcourse.viz.player import TICK_PT, TITLE_PT, hall_style
+
+hall_style()  # fonts a lecture hall can read: 12 pt ticks, 14 pt titles
+fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
 for name, (_, history, _) in runs.items():
     steps, fd = zip(*history)
     ax.semilogy(steps, fd, label=name)
 ax.set_xlabel("training step")
 ax.set_ylabel("Fisher divergence to the truth")
-ax.legend(fontsize=8)
+ax.legend()
 plt.show()
 for name, (net, history, _) in runs.items():
     print(f"{name:16s}: Fisher divergence {history[0][1]:.3f} at step 0, {history[-1][1]:.3f} at step 500")
@@ -229,21 +232,20 @@ error = np.linalg.norm(learned - truth, axis=-1)  # (120, 120)
 radius = math.sqrt(9.21 * (1 + SIGMA**2))  # the 99% radius of N(mu, (1 + sigma^2) I) in 2-D (chi2_2 quantile 9.21)
 near_data = np.minimum(np.hypot(gx[None, :] - 5, gy[:, None] - 5), np.hypot(gx[None, :] + 5, gy[:, None] + 5)) < radius
 
-fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.3), dpi=80, layout="constrained")
+fig, axes = plt.subplots(1, 3, figsize=(11.0, 4.0), layout="constrained")
 arrows(axes[0], dsm_net, "tab:red")
-axes[0].set_title("learned (DSM, 500 steps)", fontsize=10)
+axes[0].set_title("learned (DSM, 500 steps)")
 arrows(axes[1], exact, "0.2")
-axes[1].set_title(r"exact score of $q_{0.5}$", fontsize=10)
+axes[1].set_title(r"exact score of $q_{0.5}$")
 im = axes[2].contourf(gx, gy, np.log10(error.clip(min=1e-2, max=10.0)), levels=np.linspace(-2, 1, 13), cmap="magma")
 for centre in ((5, 5), (-5, -5)):
     axes[2].add_patch(plt.Circle(centre, radius, fill=False, color="white", linestyle="--", linewidth=0.8))
-axes[2].set_title(r"$\log_{10}$ of the error", fontsize=10)
+axes[2].set_title(r"$\log_{10}$ of the error")
 fig.colorbar(im, ax=axes[2], shrink=0.8)
 for ax in axes:
     ax.set_xlim(-10, 10)
     ax.set_ylim(-10, 10)
     ax.set_aspect("equal")
-    ax.tick_params(labelsize=7)
 plt.show()
 print(f"mean error inside the circles: {error[near_data].mean():.2f}; outside: {error[~near_data].mean():.2f}")
 
@@ -271,14 +273,14 @@ _, _, logq = evaluate_on_grid(lambda y: mix.log_prob(y, sigma=SIGMA), extent, 12
 def field_frame(state, step):
     net = make_net()
     net.load_state_dict(state)
-    fig = Figure(figsize=(3.6, 3.6), dpi=80, layout="constrained")
+    fig = Figure(figsize=(4.6, 4.6), dpi=80, layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(logq.clip(min=logq.max() - 12), origin="lower", extent=extent, cmap="Blues")
     arrows(ax, net, "tab:red")
     ax.set_xlim(-10, 10)
     ax.set_ylim(-10, 10)
-    ax.set_title(f"DSM network after {step} steps", fontsize=9)
-    ax.tick_params(labelsize=7)
+    ax.set_title(f"DSM network after {step} steps", fontsize=TITLE_PT)
+    ax.tick_params(labelsize=TICK_PT)
     return fig, fisher_divergence("denoising (DSM)", net)
 
 

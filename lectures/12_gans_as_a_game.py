@@ -14,7 +14,7 @@ from dlcourse.utils import setup_notebook
 device = setup_notebook(seed=0)
 
 # %% [markdown]
-# # 11 · GANs as a game
+# # 12 · GANs as a game
 #
 # The score-based models of the first lectures learn a density's gradient with a regression loss. A generative
 # adversarial network (Goodfellow et al. 2014) learns to sample without ever writing down a density or its
@@ -25,7 +25,7 @@ device = setup_notebook(seed=0)
 # $$ \min_G \max_D\; V(D, G) = \mathbb E_{x \sim p_{\text{data}}}[\log D(x)] + \mathbb E_{z}[\log(1 - D(G(z)))], $$
 #
 # where $D(x) \in (0, 1)$ is the probability that $x$ is real. We meet this game here, on points in the plane,
-# because the next lectures apply it to *behaviour*: GAIL (Ho & Ermon 2016) trains a discriminator between the
+# because lecture 14 applies it to *behaviour*: GAIL (Ho & Ermon 2016) trains a discriminator between the
 # state-action pairs of an expert and of a policy, and rewards the policy for fooling it.
 #
 # **The discriminator's best response.** For a fixed generator with density $p_g$, $V$ is maximised pointwise:
@@ -82,6 +82,9 @@ for ns in (False, True):
 import matplotlib.pyplot as plt
 
 from dlcourse.data.toy2d import GaussianMixture, eight_gaussians
+from dlcourse.viz.player import hall_style
+
+hall_style()  # fonts a lecture hall can read: 12 pt ticks, 14 pt titles
 
 p_data = eight_gaussians()
 p_g = GaussianMixture([1.0], [[0.0, 0.0]], 1.0)
@@ -90,11 +93,11 @@ pts = gan2d.grid(lim, n)  # (n*n, 2), y varies slowest
 d_star = torch.sigmoid(p_data.log_prob(pts) - p_g.log_prob(pts)).reshape(n, n)  # (n, n)
 print(f"D* at the origin {d_star[n // 2, n // 2]:.3f}, at the mode (2, 0) {d_star[n // 2, 50]:.3f}")
 
-fig, ax = plt.subplots(figsize=(3.6, 3.3), dpi=70, layout="constrained")
+fig, ax = plt.subplots(figsize=(5.4, 4.4), layout="constrained")
 im = ax.imshow(d_star, origin="lower", extent=(-lim, lim, -lim, lim), cmap="RdBu", vmin=0, vmax=1)
 ax.contour(d_star, levels=[0.5], extent=(-lim, lim, -lim, lim), colors="k", linewidths=0.8)
-fig.colorbar(im, ax=ax, shrink=0.8, label="D*(x) = P[real]")
-ax.set_title("optimal D against N(0, I)", fontsize=10)
+fig.colorbar(im, ax=ax, shrink=0.9, label="D*(x) = P[real]")
+ax.set_title("optimal D against N(0, I)")
 plt.show()
 
 # %% [markdown]
@@ -124,14 +127,15 @@ real = p_data.sample(512, generator=torch.Generator().manual_seed(1))  # (512, 2
 
 
 def gan_frame(f):
-    fig, ax = plt.subplots(figsize=(3.6, 3.3), dpi=70, layout="constrained")
-    ax.imshow(f["heatmap"], origin="lower", extent=(-lim, lim, -lim, lim), cmap="RdBu", vmin=0, vmax=1)
-    ax.scatter(real[:, 0], real[:, 1], s=2, color="0.4")
-    ax.scatter(f["samples"][:, 0], f["samples"][:, 1], s=2, color="tab:red")
+    fig, ax = plt.subplots(figsize=(5.4, 4.4), layout="constrained")
+    im = ax.imshow(f["heatmap"], origin="lower", extent=(-lim, lim, -lim, lim), cmap="RdBu", vmin=0, vmax=1)
+    ax.scatter(real[:, 0], real[:, 1], s=3, color="0.4", label="data")
+    ax.scatter(f["samples"][:, 0], f["samples"][:, 1], s=3, color="tab:red", label="generator")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set_title(f"step {f['step']}")
+    ax.legend(loc="lower left", markerscale=3, framealpha=0.9)
+    fig.colorbar(im, ax=ax, shrink=0.9, label="D(x) = P[real]")
     plt.close(fig)
     return fig
 

@@ -14,7 +14,7 @@ from dlcourse.utils import setup_notebook
 device = setup_notebook(seed=0)
 
 # %% [markdown]
-# # 12 · Imitation as distribution matching: behavioural cloning and GAIL
+# # 14 · Imitation as distribution matching: behavioural cloning and GAIL
 #
 # An expert shows us how to do a task: a handful of trajectories $(s_0, a_0, s_1, a_1, \dots)$, no reward, and
 # no chance to ask for more. Two ways to turn that into a policy:
@@ -26,13 +26,13 @@ device = setup_notebook(seed=0)
 #   $\varepsilon$ can grow like $T^2 \varepsilon$, against $T \varepsilon$ for a learner trained on its own states
 #   (Ross & Bagnell 2010).
 # - **Generative adversarial imitation learning** (GAIL, Ho & Ermon 2016) matches *occupancy measures*: the
-#   distribution $\rho_\pi(s, a)$ of state-action pairs a policy visits. It is the GAN game of lecture 11 with
+#   distribution $\rho_\pi(s, a)$ of state-action pairs a policy visits. It is the GAN game of lecture 12 with
 #   the generator replaced by a policy acting in the environment (eq. (16)):
 #
 # $$ \min_\pi \max_D\; \mathbb E_{\pi}[\log D(s,a)] + \mathbb E_{\pi_E}[\log(1 - D(s,a))] - \lambda H(\pi). $$
 #
 # Here $D(s,a)$ is the probability that a pair came from the *policy*. The policy cannot backpropagate through
-# the environment, so it is trained by reinforcement learning (PPO here, TRPO in the paper) with the cost
+# the environment, so it is trained by reinforcement learning (PPO here, as in lecture 13; TRPO in the paper) with the cost
 # $\log D(s,a)$ of Algorithm 1, i.e. the reward $r(s, a) = -\log D(s, a) \ge 0$: large where the pair looks
 # like the expert's. Because the policy is trained on *its own* rollouts, the states it drifts into are exactly
 # where the discriminator, and so the reward, teaches it to come back.
@@ -133,7 +133,10 @@ def distance_to_demos(states):
     return torch.cdist((states - mean) / std, (demos.obs - mean) / std).min(dim=1).values  # (T,)
 
 
-fig, axes = plt.subplots(1, 3, figsize=(9.6, 2.8), dpi=70, layout="constrained")
+from dlcourse.viz.player import hall_style
+
+hall_style()  # fonts a lecture hall can read: 12 pt ticks, 14 pt titles
+fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.8), layout="constrained")
 colors = {"expert": "k", "bc": "tab:red", "gail": "tab:blue"}
 for name, (states, _) in runs.items():
     axes[0].plot(states[:, 0], color=colors[name], label=name)
@@ -148,23 +151,42 @@ axes[0].legend(fontsize=8)
 plt.show()
 
 # %% [markdown]
-# Watch the same episode, side by side: expert, BC, GAIL (a policy's last frame stays once its episode ends).
+# Watch the same episode, one policy above the other: expert, BC, GAIL (a policy's last frame stays once its
+# episode ends).
 
 # %% tags=["nbval-ignore-output"]
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from dlcourse.viz import FramePlayer
 
+lengths = {name: len(states) - 1 for name, (states, _) in runs.items()}
+titles = {"expert": "expert", "bc": f"BC (falls at step {lengths['bc']})", "gail": "GAIL"}
+ROWS = slice(140, 330)  # the band of the 600x400 rendering where cart and pole can be
 
-def side_by_side(t):
-    """Frame t of each run (held at its last frame), downscaled 3x and put next to each other: (H, 3W, 3)."""
-    tiles = [frames[min(t, len(frames) - 1)][::3, ::3] for _, frames in runs.values()]
-    gap = np.full((tiles[0].shape[0], 3, 3), 128, dtype=np.uint8)  # a grey line between the runs
-    return np.concatenate([tiles[0], gap, tiles[1], gap, tiles[2]], axis=1)
+fig = Figure(figsize=(6.4, 5.2), layout="constrained")
+canvas = FigureCanvasAgg(fig)
+axes = fig.subplots(3, 1)
+pictures = {}
+for ax, (name, (_, frames)) in zip(axes, runs.items()):
+    pictures[name] = ax.imshow(frames[0][ROWS])
+    ax.set_title(titles[name], loc="left")
+    ax.set_axis_off()
+canvas.draw()
+fig.set_layout_engine("none")  # the same layout for every frame
+
+
+def stacked(t):
+    """Frame t of each run (held at its last frame), one above the other: an (H, W, 3) image."""
+    for name, (_, frames) in runs.items():
+        pictures[name].set_data(frames[min(t, len(frames) - 1)][ROWS])
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
 
 
 n_frames = max(len(frames) for _, frames in runs.values())
-lengths = {name: len(states) - 1 for name, (states, _) in runs.items()}
-labels = [f"step {min(4 * t, 500):3d}   expert | BC (ends at {lengths['bc']}) | GAIL" for t in range(n_frames)]
-player = FramePlayer([side_by_side(t) for t in range(n_frames)], labels=labels, interval_ms=60)
+labels = [f"step {min(4 * t, 500):3d}" for t in range(n_frames)]
+player = FramePlayer([stacked(t) for t in range(n_frames)], labels=labels, interval_ms=60)
 player.show(len(runs["bc"][1]) - 1)  # the moment BC's episode ends; press ▶ to replay from any point
 
 # %% [markdown]
@@ -172,18 +194,16 @@ player.show(len(runs["bc"][1]) - 1)  # the moment BC's episode ends; press ▶ t
 #
 # BC needs no interaction with the environment at all. GAIL needed about 300,000 environment steps (its own
 # rollouts) to learn from the same kind of data, plus a discriminator trained along the way. On CartPole, BC
-# catches up once it is given more pairs (every pair of one 500-step episode is already enough); see
-# `benchmarks/gail_bench.py` for normalised return against the number of trajectories, with environment steps
-# and wall time.
+# catches up once it is given more pairs (every pair of one 500-step episode is already enough).
 #
-# One caveat that the benchmark measures: the reward $-\log D$ is positive everywhere, so it also pays the agent
+# One caveat, measured with the same code: the reward $-\log D$ is positive everywhere, so it also pays the agent
 # simply for staying alive, and in CartPole staying alive *is* the task. With the sign-free reward
 # $\log(1 - D) - \log D$ (`--set reward=logit`), which is mostly negative while the discriminator wins, the
 # same GAIL run first learns to end its episodes quickly (returns near 10 for its first 150,000 steps) and
 # reaches the expert's return only after about 215,000 steps, against about 60,000 with $-\log D$. The sign
 # convention is part of the algorithm. And a full return is not the same as copying the expert: on the
-# expert's own states, the shipped GAIL policy picks the expert's action less often than BC does (the benchmark
-# prints this "agreement"); it found *a* way to balance, guided by a reward that favours expert-like pairs.
+# expert's own states, the shipped GAIL policy picks the expert's action less often than BC does (the agreement
+# printed above); it found *a* way to balance, guided by a reward that favours expert-like pairs.
 #
 # ## A question to think about
 #

@@ -101,6 +101,8 @@ def page(lab, chromium, tmp_path_factory):
         pg.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined")
         pg.evaluate("() => window.jupyterapp.restored")
         pg.evaluate(jd.JS_INSTALL_LOOK)
+        # as a presenter would: the file browser closed, the notebook as wide as the screen allows
+        pg.evaluate("() => window.jupyterapp.shell.collapseLeft()")
         yield pg
         context.close()
         browser.close()
@@ -195,7 +197,8 @@ def exercise(page, cell: int, k: int, rep: jd.WidgetReport, live: bool) -> None:
     for g in range(groups.count()):
         buttons = groups.nth(g).locator("button")
         active = next((i for i in range(buttons.count()) if "mod-active" in (buttons.nth(i).get_attribute("class") or "")), 0)
-        for i in [*[i for i in range(buttons.count()) if i != active], active]:
+        others = [i for i in range(buttons.count()) if i != active]
+        for i in [*others, active] if others else []:
             r = measure(page, cell, k, lambda: buttons.nth(i).click(), timeout)
             rep.latencies.setdefault("buttons", []).append(r["ms"])
             rep.busy.append(r["busy"])
@@ -336,7 +339,10 @@ def test_notebook(page, lab, course, path):
         rep.geometry = page.evaluate(jd.JS_WIDGET_GEOMETRY, {"cell": n["cell"], "k": n["k"]})
         exercise(page, n["cell"], n["k"], rep, live)
         rep.screenshot = str(shots / f"cell{n['cell']:02d}-{n['k']}.png")
+        # a tall window for the picture only, so that a widget taller than the screen is photographed whole
+        page.set_viewport_size({"width": jd.HALL_VIEWPORT["width"], "height": 1400})
         widget_locator(page, n["cell"], n["k"]).screenshot(path=rep.screenshot)
+        page.set_viewport_size(jd.HALL_VIEWPORT)
         widget_reports.append(rep)
         g = rep.geometry
         where = f"{path}: widget in cell {n['cell']}"

@@ -259,9 +259,17 @@ JS_WIDGET_GEOMETRY = """({cell, k}) => {
     if (last && r.top < last.bottom - 2) last.bottom = Math.max(last.bottom, r.bottom);
     else lines.push({top: r.top, bottom: r.bottom});
   }
-  const truncated = [...node.querySelectorAll('button, .widget-label, label')]
-    .filter((e) => e.getBoundingClientRect().width > 0 && e.scrollWidth > e.clientWidth + 1)
-    .map((e) => (e.textContent || e.title || '').trim());
+  // A label is cut off when its text is wider than its box's content area (an ellipsis is painted over the
+  // rest; the text itself keeps its full width, which a Range measures).
+  const truncated = [...node.querySelectorAll('button, .widget-label, label')].filter((e) => {
+    const box = e.getBoundingClientRect();
+    if (box.width === 0 || !(e.textContent || '').trim()) return false;
+    const css = getComputedStyle(e);
+    const inner = e.clientWidth - parseFloat(css.paddingLeft) - parseFloat(css.paddingRight);
+    const range = document.createRange();
+    range.selectNodeContents(e);
+    return range.getBoundingClientRect().width > inner + 1 || e.scrollWidth > e.clientWidth + 1;
+  }).map((e) => (e.textContent || e.title || '').trim());
   const content = window._nb.content.node.getBoundingClientRect();
   return {width: box.width, height: box.height, right: box.right, contentRight: content.right, imgs,
           lines: lines.length, truncated};
