@@ -367,7 +367,7 @@ class LangevinPlayer:
             name: widgets.ToggleButtons(options=options, description=description, tooltips=[],
                                         style={"button_width": control_width([o[0] for o in options]),
                                                "description_width": "initial"},
-                                        layout=widgets.Layout(width="auto", margin="0 12px 0 0"))
+                                        layout=widgets.Layout(width="max-content", margin="0 12px 0 0"))
             for name, (description, options) in names.items()
         }
         for control in self.controls.values():

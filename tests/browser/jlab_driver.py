@@ -259,16 +259,19 @@ JS_WIDGET_GEOMETRY = """({cell, k}) => {
     if (last && r.top < last.bottom - 2) last.bottom = Math.max(last.bottom, r.bottom);
     else lines.push({top: r.top, bottom: r.bottom});
   }
-  // A label is cut off when its text is wider than its box's content area (an ellipsis is painted over the
-  // rest; the text itself keeps its full width, which a Range measures).
+  // A label is cut off when its natural width (a hidden copy, free to be as wide as its text and padding) is
+  // more than the width it was given: the browser then paints an ellipsis or clips it.
   const truncated = [...node.querySelectorAll('button, .widget-label, label')].filter((e) => {
-    const box = e.getBoundingClientRect();
-    if (box.width === 0 || !(e.textContent || '').trim()) return false;
+    if (e.getBoundingClientRect().width === 0 || !(e.textContent || '').trim()) return false;
     const css = getComputedStyle(e);
-    const inner = e.clientWidth - parseFloat(css.paddingLeft) - parseFloat(css.paddingRight);
-    const range = document.createRange();
-    range.selectNodeContents(e);
-    return range.getBoundingClientRect().width > inner + 1 || e.scrollWidth > e.clientWidth + 1;
+    if (css.overflowX === 'visible' && css.textOverflow !== 'ellipsis') return false;  // overflowing text shows
+    const copy = e.cloneNode(true);
+    Object.assign(copy.style, {width: 'max-content', maxWidth: 'none', minWidth: '0', position: 'absolute',
+                               visibility: 'hidden', flex: 'none'});
+    e.parentNode.appendChild(copy);
+    const natural = copy.getBoundingClientRect().width;
+    copy.remove();
+    return natural > e.getBoundingClientRect().width + 1;
   }).map((e) => (e.textContent || e.title || '').trim());
   const content = window._nb.content.node.getBoundingClientRect();
   return {width: box.width, height: box.height, right: box.right, contentRight: content.right, imgs,
