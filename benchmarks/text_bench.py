@@ -11,8 +11,15 @@
    absorbing graph with the log-linear schedule, SEDD's Euler and Tweedie steps are the same distribution
    (e^{σ̄_t - σ̄_s} - 1 = σ(t)(t - s) exactly), so they draw identical samples from the same generator.
 3. ``throughput``: training tokens per second of each model (on a GPU also with bf16 and torch.compile).
+4. ``frontier``: the editor-vs-typewriter frontier on the exact test bed (`dlcourse.discrete.frontier`): for AR
+   with its KV cache, MDLM ancestral and with confidence decoding, BD3 with blocks of 4, 8, 16 and several steps
+   per block, and SEDD's Tweedie sampler, tokens/s at batch 1 and 16 (each timed twice) against the exact NLL of
+   their samples under the source and their diversity; then the roofline fitted on this machine, its check against
+   the measured CPU points, and its prediction for an H100 / H200. Models: the shipped ``*_topics`` checkpoints, or
+   ``--checkpoints DIR`` holding run folders ``ar-topics``, ``mdlm-topics``, ``bd3-topics-b{4,8,16}``, ``sedd-topics``.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/text_bench.py --part markov sampling throughput
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text_bench.py --part frontier --out runs/frontier.json
     .venv/bin/python benchmarks/text_bench.py --device cuda --part sampling throughput
 
 Numbers go to stdout as Markdown tables and, with ``--out FILE``, to a JSON file.
@@ -162,10 +169,71 @@ def bench_throughput(device: torch.device, checkpoints: Path | None, steps: int)
     return rows
 
 
+TESTBED_MODELS = {"ar": "ar_topics", "mdlm": "mdlm_topics", "bd3-b4": "bd3_topics_b4", "bd3-b8": "bd3_topics_b8",
+                  "bd3-b16": "bd3_topics_b16", "sedd": "sedd_topics"}
+
+
+def _testbed_models(checkpoints: Path | None, device) -> dict:
+    from dlcourse import load
+
+    models = {}
+    for kind, name in TESTBED_MODELS.items():
+        src = checkpoints / name.replace("_", "-") if checkpoints else name
+        try:
+            models[kind] = load(src, device)
+        except Exception as exc:  # a missing model leaves its samplers out of the table, said in one line
+            print(f"frontier: no {kind} model ({exc})", flush=True)
+    return models
+
+
+def bench_frontier(device, checkpoints: Path | None, batches: list[int], n_quality: int) -> dict:
+    from dlcourse.discrete.frontier import Roofline, calibrate, measure_point, standard_samplers
+    from dlcourse.discrete.testbed import TopicLanguage, distinct_ngrams
+
+    lang = TopicLanguage.random(seed=0)
+    models = _testbed_models(checkpoints, device)
+    length = next(iter(models.values()))[1].seq_len
+    real = lang.sample(n_quality, length, torch.Generator().manual_seed(7))
+    real_distinct = distinct_ngrams(real)
+
+    def score(tokens):
+        return {"nll_bits": lang.nll(tokens), "distinct4": distinct_ngrams(tokens) / real_distinct}
+
+    floor, floor_se = lang.window_nll(length)
+    rows = [{"sampler": "real text (the floor)", "nll_bits": floor, "nll_se": floor_se, "distinct4": 1.0}]
+    for spec in standard_samplers(length):
+        if spec.kind not in models:
+            continue
+        model, cfg = models[spec.kind]
+        for batch in batches:
+            rows.append(measure_point(spec, model, cfg, batch, n_quality, score))
+            print(json.dumps(rows[-1]), flush=True)
+    # the roofline: fitted on the AR network (every model here has its size), checked against the measured points
+    ar_model, ar_cfg = models["ar"]
+    params = sum(p.numel() for p in ar_model.parameters())
+    roof = Roofline(params, ar_cfg.model.n_layers, ar_cfg.model.dim).fit(*calibrate(ar_model, length))
+    predictions = []
+    for spec in standard_samplers(length):
+        for batch in batches:
+            point = [r for r in rows if r.get("sampler") == spec.label and r.get("batch") == batch]
+            measured = [r["tokens_per_s"] for r in point]
+            if "threshold" in spec.options and point:  # as many calls as the threshold took here
+                spec = type(spec)(spec.label, spec.kind, {"steps": point[0]["nfe"]})
+            predictions.append({"sampler": spec.label, "batch": batch,
+                                "cpu_predicted": roof.tokens_per_second(spec, length, batch),
+                                "cpu_measured": measured[0] if measured else float("nan"),
+                                **{f"{gpu}_predicted": roof.tokens_per_second(spec, length, batch, gpu)
+                                   for gpu in ("H100", "H200")}})
+    return {"points": rows, "roofline": {"overhead_s": roof.a, "flop_per_s": 1 / roof.b, "params": params},
+            "predictions": predictions}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", nargs="+", default=["markov", "sampling", "throughput"],
-                   choices=["markov", "sampling", "throughput"])
+                   choices=["markov", "sampling", "throughput", "frontier"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="frontier batch sizes")
+    p.add_argument("--quality-samples", type=int, default=256, help="frontier: samples scored per sampler")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--markov-steps", type=int, default=1500)
@@ -196,6 +264,12 @@ def main(argv: list[str] | None = None) -> None:
         results["throughput"] = bench_throughput(device, args.checkpoints, args.throughput_steps)
         print("\n" + _table(results["throughput"], ["model", "bf16", "compile", "batch", "seq_len", "tokens_per_s"]),
               flush=True)
+    if "frontier" in args.part:
+        results["frontier"] = bench_frontier(device, args.checkpoints, args.batches, args.quality_samples)
+        print("\n" + _table(results["frontier"]["points"], ["sampler", "batch", "nfe", "tokens_per_s", "nll_bits",
+                                                            "distinct4"]) + "\n", flush=True)
+        print(_table(results["frontier"]["predictions"], ["sampler", "batch", "cpu_measured", "cpu_predicted",
+                                                          "H100_predicted", "H200_predicted"]), flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
