@@ -147,7 +147,7 @@ def _topics(kind: str, block: int = 16) -> TextConfig:
                       model=ModelConfig(dim=128, n_layers=3, n_heads=4, time_conditioning=kind == "sedd", cond_dim=64,
                                         exact_gelu=True),
                       noise=_noise("absorbing"), sampler=SamplerConfig(steps=64 if kind != "bd3" else block),
-                      train=TrainConfig(steps=3000, batch_size=64, lr=2e-3, warmup=100, ema_decay=0.995,
+                      train=TrainConfig(steps=2000, batch_size=64, lr=2e-3, warmup=100, ema_decay=0.995,
                                         log_every=100, ckpt_every=500))
 
 

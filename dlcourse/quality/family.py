@@ -75,7 +75,7 @@ class ClassifierFamily(Family):
     name = "classifier"
     config = ClassifierConfig
     presets = Presets("classifier", fashion=ClassifierConfig(
-        data="fashion-mnist", train=TrainConfig(steps=3000, batch_size=128, lr=1e-3, warmup=100, ema_decay=0.999,
+        data="fashion-mnist", train=TrainConfig(steps=2000, batch_size=128, lr=1e-3, warmup=100, ema_decay=0.998,
                                                 log_every=100, ckpt_every=1000, grad_clip=None)),
         mnist=ClassifierConfig(data="mnist", train=TrainConfig(steps=2000, batch_size=128, lr=1e-3, warmup=100,
                                                                ema_decay=0.999, log_every=100, ckpt_every=1000)))
