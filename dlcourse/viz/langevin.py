@@ -364,17 +364,21 @@ class LangevinPlayer:
         # projector at 150% zoom, above the picture. A control with one option is still shown: it says what
         # the picture is.
         self.controls = {
-            name: widgets.ToggleButtons(options=options, description=description, tooltips=[],
-                                        style={"button_width": control_width([o[0] for o in options]),
-                                               "description_width": "initial"},
-                                        layout=widgets.Layout(width="max-content", margin="0 12px 0 0"))
+            name: widgets.ToggleButtons(options=options, tooltips=[],
+                                        style={"button_width": control_width([o[0] for o in options])},
+                                        layout=widgets.Layout(width="max-content"))
             for name, (description, options) in names.items()
         }
         for control in self.controls.values():
             control.observe(self._on_control, names="value")
         self.key = first
         p = self.player
-        row = widgets.HBox([*self.controls.values(), p.play, p.slider, p.label],
+        # A control's name is a label beside its buttons, the two kept together when the row wraps (ToggleButtons'
+        # own description would stand above the buttons and double the height of the controls).
+        groups = [widgets.HBox([widgets.Label(names[name][0]), control] if names[name][0] else [control],
+                               layout=widgets.Layout(flex="0 0 auto", align_items="center", margin="0 10px 0 0"))
+                  for name, control in self.controls.items()]
+        row = widgets.HBox([*groups, p.play, p.slider, p.label],
                            layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.widget = widgets.VBox([row, p.image])
 
