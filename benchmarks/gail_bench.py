@@ -22,7 +22,7 @@ Any other task needs an expert and its demonstrations first (``--train-expert DI
 
     nice -n 19 env OMP_NUM_THREADS=1 .venv/bin/python benchmarks/gail_bench.py --env acrobot \\
         --train-expert runs/bench-acrobot/expert --subsample 1 --rewards neg_log_d logit --normalise-obs \\
-        --no-controls --no-bc-full --gail-steps 200000 --json runs/bench-acrobot/gail_bench.json \\
+        --no-controls --no-bc-full --gail-steps 200000 --trajectories 1 4 --json runs/bench-acrobot/gail_bench.json \\
         --plot runs/bench-acrobot/gail_bench.png
 
 Acrobot's expert *ends* its episodes (it swings up in about 80 steps; the episode terminates there), so the
