@@ -111,6 +111,24 @@ def test_diversity_figure_catches_a_collapsed_sampler():
     assert distinct_ngrams(real) > 10 * distinct_ngrams(collapsed)
 
 
+def test_exact_denoiser_equals_enumeration_of_completions():
+    # p(x_i = c | visible) from the forward-backward pass against summing p over every completion of the masks
+    lang = _tiny(typo=0.1)
+    z = torch.tensor([[1, 27, 0, 27], [27, 27, 3, 0]])  # id 27 = mask; "a_ _" and "__c "
+    got = lang.denoiser(z, 27)
+    for row in range(2):
+        masks = (z[row] == 27).nonzero().flatten().tolist()
+        fills = torch.tensor(list(itertools.product(range(VOCAB_SIZE), repeat=len(masks))))
+        full = z[row].expand(len(fills), -1).clone()
+        full[:, masks] = fills
+        p = lang.log_prob(full).exp()
+        for j, pos in enumerate(masks):
+            marginal = torch.zeros(VOCAB_SIZE, dtype=F64).index_add_(0, fills[:, j], p)
+            assert torch.allclose(got[row, pos], marginal / marginal.sum(), atol=1e-12)
+        visible = [i for i in range(4) if i not in masks]
+        assert torch.equal(got[row, visible].argmax(-1), z[row, visible])
+
+
 def test_bad_input_is_one_line():
     with pytest.raises(ConfigError, match="disjoint"):
         TopicLanguage([["ab"], ["ab"]], [[1.0], [1.0]])

@@ -33,7 +33,7 @@ import torch
 from ..data.text import ALPHABET, VOCAB_SIZE, encode
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["TopicLanguage", "distinct_ngrams"]
+__all__ = ["TopicLanguage", "ExactTopicDenoiser", "distinct_ngrams"]
 
 SPACE = 0  # the id of " " in the course's alphabet
 
@@ -145,6 +145,43 @@ class TopicLanguage:
             alpha = alpha / norm[:, None]
         return logp
 
+    def _retreat(self, beta: torch.Tensor) -> torch.Tensor:
+        """The transition matrix times beta (B, S): the backward step of `_advance`."""
+        t = self._tables
+        out = torch.empty_like(beta)
+        out[:, :-1] = beta[:, 1:]  # s -> s + 1 inside a word ...
+        out[:, t.space] = beta[:, t.first] @ t.word_trans.T  # ... and a space -> the first state of the next word
+        return out
+
+    def denoiser(self, z: torch.Tensor, mask_id: int) -> torch.Tensor:
+        """The exact masked-diffusion denoiser of the source: p(x_i = c | the unmasked characters of z) at every
+        position (B, L, 27) (one-hot where unmasked), by the forward-backward algorithm (Rabiner 1989, eq. (27))
+        with every emission of a masked position set to 1. The network a perfectly trained MDLM would be."""
+        t = self._tables
+        z = z.cpu()
+        masked = z == mask_id  # (B, L)
+        emission = t.emission.T.contiguous()  # (27, S)
+        obs = torch.where(masked.unsqueeze(-1), torch.ones(()), emission[z.clamp(max=VOCAB_SIZE - 1)].double())
+        B, L = z.shape
+        alphas = torch.empty(B, L, self.num_states, dtype=torch.float64)
+        alpha = t.init[None, :] * obs[:, 0]
+        for i in range(L):
+            if i > 0:
+                alpha = self._advance(alpha) * obs[:, i]
+            alpha = alpha / alpha.sum(1, keepdim=True)
+            alphas[:, i] = alpha
+        beta = torch.ones(B, self.num_states, dtype=torch.float64)
+        post = torch.empty_like(alphas)
+        for i in range(L - 1, -1, -1):
+            if i < L - 1:
+                beta = self._retreat(obs[:, i + 1] * beta)
+                beta = beta / beta.sum(1, keepdim=True)
+            gamma = alphas[:, i] * beta
+            post[:, i] = gamma / gamma.sum(1, keepdim=True)
+        probs = post @ t.emission  # (B, L, 27): p(character | visible)
+        onehot = torch.nn.functional.one_hot(z.clamp(max=VOCAB_SIZE - 1), VOCAB_SIZE).double()
+        return torch.where(masked.unsqueeze(-1), probs, onehot)
+
     def sample(self, n: int, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` windows of ``length`` characters from the stationary stream, int64 (n, L)."""
         t = self._tables
@@ -195,6 +232,19 @@ class TopicLanguage:
     def nll(self, x: torch.Tensor) -> float:
         """Mean exact NLL of windows x (B, L) in bits per character."""
         return float((-self.log_prob(x) / (math.log(2) * x.shape[1])).mean())
+
+
+class ExactTopicDenoiser:
+    """`TopicLanguage.denoiser` as an MDLM network: ``model(z, σ̄)`` returns log p(x_i | visible) (B, L, 27); like
+    MDLM's network it ignores σ̄. With it, every error of a sampler is the sampler's own."""
+
+    time_conditioning = False
+
+    def __init__(self, lang: TopicLanguage, mask_id: int) -> None:
+        self.lang, self.mask_id = lang, mask_id
+
+    def __call__(self, z: torch.Tensor, sigma_bar: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.log(self.lang.denoiser(z, self.mask_id).clamp_min(1e-300)).to(z.device)
 
 
 def distinct_ngrams(x: torch.Tensor, n: int = 4) -> float:
