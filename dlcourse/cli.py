@@ -265,7 +265,8 @@ def _checkpoint_arg(p: argparse.ArgumentParser, fam) -> None:
 
 def _sample_args(p: argparse.ArgumentParser, fam) -> None:
     _checkpoint_arg(p, fam)
-    p.add_argument("--n", type=int, default=fam.sample_n, help="number of samples (default: %(default)s)")
+    p.add_argument("--n", "--samples", dest="n", type=int, default=fam.sample_n,
+                   help="number of samples (default: %(default)s; spell it --samples under torchrun, which takes --n as its own)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, required=".txt" not in fam.sample_suffixes,
                    help=f"output file: {' or '.join(fam.sample_suffixes)}")
@@ -336,9 +337,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from .utils import get_device
 
+    from .utils import is_main_process
+
     fam = args.fam
     model, cfg = fam.load(args.checkpoint, get_device(args.device))
-    metrics = fam.evaluate(model, cfg, args)
+    metrics = fam.evaluate(model, cfg, args)  # under torchrun every process evaluates a share; rank 0 reports
+    if not is_main_process():
+        return 0
     print(json.dumps(metrics) if args.json else fam.report(metrics))
     if args.record:
         from .checkpoint import update_manifest_metrics

@@ -152,6 +152,21 @@ class Distributed:
             return flag
         return bool(self.mean(torch.tensor([float(flag)], device=device)) > 0)
 
+    def shard(self, n: int) -> range:
+        """This process's share of ``n`` items for an evaluation: a contiguous range, the shares in rank order."""
+        return range(n * self.rank // self.world_size, n * (self.rank + 1) // self.world_size)
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """The concatenation (along dim 0, in rank order) of every process's ``t`` (shapes may differ in dim 0),
+        on the CPU; ``t`` itself for one process."""
+        if not self.enabled:
+            return t.cpu()
+        import torch.distributed as dist
+
+        parts = [None] * self.world_size
+        dist.all_gather_object(parts, t.cpu())
+        return torch.cat(parts)
+
 
 def _ddp(model: nn.Module, dist: Distributed, device: torch.device) -> nn.Module:
     """``DistributedDataParallel(model)`` that still answers attribute lookups of the wrapped model (a loss may

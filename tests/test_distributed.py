@@ -121,3 +121,20 @@ def test_killed_ddp_run_resumes_to_the_uninterrupted_weights(tmp_path):
     straight = tmp_path / "straight"
     _train("sde", straight, step + 10, procs=2)
     _assert_same(_weights(run), _weights(straight))
+
+
+def test_evaluation_splits_its_work_across_processes(tmp_path):
+    # bits per point of the shipped toy model through the ODE: each process takes half the points and rank 0 reports
+    # the gathered mean, the single-process value up to the adaptive solver's tolerance (its steps depend on the batch)
+    import json as _json
+
+    args = ["-m", "dlcourse", "eval", "sde", "--checkpoint", "sde_toy", "--bpd", "--samples", "64", "--json", "--device", "cpu"]
+    one = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, env=_env(), timeout=300)
+    two = subprocess.run([*TORCHRUN, "--nproc-per-node", "2", "--master-addr", "127.0.0.1", "--master-port",
+                          str(_free_port()), *args], capture_output=True, text=True, cwd=REPO, env=_env(), timeout=300)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-2000:]
+    a = _json.loads(one.stdout.strip().splitlines()[-1])
+    lines = [line for line in two.stdout.strip().splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # rank 0 alone reports
+    b = _json.loads(lines[0])
+    assert a["n"] == b["n"] == 64 and abs(a["nll_nats"] - b["nll_nats"]) < 2e-3, (a, b)

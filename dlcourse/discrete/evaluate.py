@@ -91,8 +91,15 @@ def ar_bpc(model, data, bos_id: int, batch_size: int = 64, device: torch.device 
 
 def generative_perplexity(ar_model, samples: torch.Tensor, bos_id: int, batch_size: int = 64) -> float:
     """exp of the AR judge's mean negative log-likelihood per character of ``samples`` (B, L): the generative
-    perplexity of SEDD (Section 5.2) and MDLM, here per character. Lower is more like the judge's data."""
-    return math.exp(ar_bpc(ar_model, samples, bos_id, batch_size) * math.log(2))
+    perplexity of SEDD (Section 5.2) and MDLM, here per character. Lower is more like the judge's data. Under
+    ``torchrun`` every process judges its share of the samples and the result is their mean."""
+    from ..train import Distributed
+
+    group = Distributed.from_env(_device_of(ar_model, None))
+    share = group.shard(len(samples))
+    bpc = ar_bpc(ar_model, samples[share.start:share.stop], bos_id, batch_size)
+    total = group.gather(torch.tensor([bpc * len(share)], dtype=torch.float64)).sum()  # bits/char x windows
+    return math.exp(float(total) / len(samples) * math.log(2))
 
 
 def tokens_per_second(sample_fn: Callable[[], torch.Tensor], repeats: int = 1) -> tuple[float, torch.Tensor]:

@@ -107,14 +107,22 @@ def model_quality(sample, data: str, n: int = 1000, classifier: str = "fashion_c
     from .. import load
     from ..data.images import load_images
 
+    from ..train import Distributed
+
     clf, clf_cfg = load(classifier)
     if clf_cfg.data != data:
         raise DataMissingError(f"{classifier} classifies {clf_cfg.data}, not {data}; train one with "
                                f"dlcourse train classifier --data {data}")
     test, _ = load_images(data, "test")
-    g = torch.Generator().manual_seed(seed)
-    images = torch.cat([sample(min(batch_size, n - i), g).cpu() for i in range(0, n, batch_size)])
-    return image_quality(images, clf, test)
+    group = Distributed.from_env(torch.device("cpu"))  # under torchrun each process draws a share of the samples
+    share = group.shard(n)
+    g = torch.Generator().manual_seed(seed + group.rank)
+    images = torch.cat([sample(min(batch_size, share.stop - i), g).cpu() for i in range(share.start, share.stop,
+                                                                                         batch_size)])
+    f_img, logits = _features_and_logits(clf, images.clamp(0, 1))
+    f_img, logits = group.gather(f_img), group.gather(logits)
+    f_ref, _ = _features_and_logits(clf, test)
+    return {"fid": fid_from_features(f_img, f_ref), "n": float(len(f_img)), "classifier_score": classifier_score(logits)}
 
 
 def add_quality_args(p) -> None:

@@ -174,7 +174,7 @@ class NCSNFamily(Family):
 
         p.add_argument("--quality", action="store_true", required=True,
                        help="Fréchet distance and classifier score of --n samples")
-        p.add_argument("--n", type=int, default=1000, help="samples (default: %(default)s)")
+        p.add_argument("--n", "--samples", dest="n", type=int, default=1000, help="samples (default: %(default)s)")
         p.add_argument("--seed", type=int, default=0, help="seed of the sampler (default: %(default)s)")
         add_quality_args(p)
         self.add_sample_args(p)

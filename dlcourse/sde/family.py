@@ -180,30 +180,38 @@ def evaluate_bpd(model: ScoreModel, cfg: SDEConfig, *, n: int | None = None, div
     """Test-split negative log-likelihood through the probability-flow ODE from ``eps`` (default the SDE's t_min,
     1e-5): bits/dim with uniform dequantisation for images (Hutchinson divergence by default), nats per point and
     the true value for toys (exact divergence). Returns the metrics, with the mean NFE and the number of points."""
-    gen = torch.Generator().manual_seed(seed)
+    from ..train import Distributed
+
     device = next(model.parameters()).device
+    group = Distributed.from_env(device)  # under torchrun each process takes a share of the test points
+    gen = torch.Generator().manual_seed(seed + group.rank)
     start = time.perf_counter()
     eps = model.sde.t_min if eps is None else eps
     if cfg.data == "toy":
         from ..data.toy2d import get_toy
 
         x = held_out("toy", cfg.toy, n or 1000, seed=seed)
-        res = log_likelihood(model.sde, model, x.to(device), eps=eps, divergence=divergence or "exact")
-        out = {"nll_nats": float(-res.logp.mean()), "nfe": float(res.nfe), "n": float(x.shape[0])}
+        mine = x[list(group.shard(len(x)))]
+        res = log_likelihood(model.sde, model, mine.to(device), eps=eps, divergence=divergence or "exact")
+        logp = group.gather(res.logp)
+        out = {"nll_nats": float(-logp.mean()), "nfe": float(res.nfe), "n": float(x.shape[0])}
         dist = get_toy(cfg.toy)
         if getattr(dist, "has_density", False):
             out["true_nll_nats"] = float(-dist.log_prob(x).mean())
     else:
         x = held_out(cfg.data, n=n)  # [0, 1] for dequantisation
+        share = group.shard(len(x))
+        mine = x[share.start:share.stop]
         bpds, nfes = [], []
-        for chunk in x.split(batch_size):
+        for chunk in mine.split(batch_size):
             bpd, nfe = image_bits_per_dim(model.sde, model, chunk.to(device), n_bins=DATASETS.get(cfg.data).levels,
                                           generator=gen, eps=eps, divergence=divergence or "hutchinson")
             bpds.append(bpd.cpu())
-            nfes.append(nfe)
-        bpd = torch.cat(bpds)
+            nfes.append(float(nfe))
+        bpd = group.gather(torch.cat(bpds))
+        nfe = group.gather(torch.tensor(nfes))
         out = {"test_bpd": float(bpd.mean()), "test_bpd_se": float(bpd.std() / len(bpd) ** 0.5),
-               "nfe": float(sum(nfes) / len(nfes)), "n": float(x.shape[0])}
+               "nfe": float(nfe.mean()), "n": float(x.shape[0])}
     out["eps"] = eps
     out["seconds"] = round(time.perf_counter() - start, 2)
     return out
@@ -260,7 +268,7 @@ class SDEFamily(Family):
                           help="test-split bits/dim (images) or nats/point (toys) through the probability-flow ODE")
         what.add_argument("--quality", action="store_true",
                           help="Fréchet distance and classifier score of --n samples (default 1000)")
-        p.add_argument("--n", type=int, default=None,
+        p.add_argument("--n", "--samples", dest="n", type=int, default=None,
                        help="--bpd: the first N test points (default: all; toys 1000); --quality: samples")
         p.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
                        help="divergence of the ODE drift (default: exact for toys, hutchinson for images)")
