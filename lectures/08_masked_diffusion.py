@@ -224,7 +224,10 @@ for text in decode(out.tokens):
 import ipywidgets as widgets
 
 
-def infill(template, steps=64, seed=0):
+from dlcourse.viz import LiveWidget
+
+
+def infill(template, steps=32, seed=0):
     """Fill the "_" of ``template`` with the MDLM; every other character is kept."""
     given = {i: ch for i, ch in enumerate(template) if ch != "_"}
     c = make_condition(len(template), positions=given)
@@ -232,12 +235,15 @@ def infill(template, steps=64, seed=0):
                               torch.Generator().manual_seed(seed)).tokens[0])
 
 
-box = widgets.Text(value="the ______ of the _____ was ____ and the ____ ______", layout={"width": "600px"})
+box = widgets.Text(value="the ______ of the _____ was ____ and the ____ ______", layout={"width": "640px"})
 button, result = widgets.Button(description="fill in"), widgets.Output()
+first = infill(box.value)
+print(first)
+live = LiveWidget(widgets.VBox([box, button, result]), f"(run the notebook to use the infilling box) {first}")
 
 
 def on_click(_):
-    with result:
+    with live.busy(), result:
         result.clear_output()
         try:
             print(infill(box.value, seed=int(torch.randint(1000, ()))))
@@ -246,8 +252,7 @@ def on_click(_):
 
 
 button.on_click(on_click)
-print(infill(box.value))
-widgets.VBox([box, button, result])
+live
 
 # %% [markdown]
 # ## To think about

@@ -29,7 +29,7 @@ from .samplers import Condition, Samples, _record, apply_condition, confidence_s
 from .schedules import Schedule
 
 __all__ = ["block_attention_mask", "block_attention_mask_reference", "bd3_nelbo_estimate", "bd3_loss", "bd3_logits",
-           "bd3_sample"]
+           "bd3_sample", "block_sample_exact"]
 
 
 def _check(length: int, block: int) -> int:
@@ -140,3 +140,27 @@ def bd3_sample(model, schedule: Schedule, graph: Graph, num: int, length: int, b
             model(z, None, cache=cache, positions=positions, store=True)  # the finished block enters the cache
             nfe += 1
     return Samples(x, nfe, traj or [])
+
+
+@torch.no_grad()
+def block_sample_exact(denoiser, mask_id: int, num: int, length: int, block: int, threshold: float | None = None,
+                       per_step: int = 1, generator: torch.Generator | None = None) -> Samples:
+    """Block-by-block confidence decoding with an exact denoiser of the whole sequence, ``denoiser(z, σ̄) -> log
+    p(x_i | visible)`` (e.g. `dlcourse.discrete.testbed.ExactTopicDenoiser`): inside block j the positions after it
+    stay masked, which is exactly what BD3's conditional on the clean blocks before means. Unmasks by
+    ``threshold`` or ``per_step`` positions per call; ``nfe`` counts calls. What a perfect BD3 model would do."""
+    _check(length, block)
+    x = torch.full((num, length), mask_id, dtype=torch.long)
+    traj: list[torch.Tensor] = [x.clone()]
+    nfe = 0
+    for lo in range(0, length, block):
+        inside = torch.zeros(num, length, dtype=torch.bool)
+        inside[:, lo:lo + block] = True
+        while (x[:, lo:lo + block] == mask_id).any():
+            log_probs = denoiser(x, None)
+            nfe += 1
+            z = torch.where(inside, x, torch.zeros_like(x))  # outside the block nothing may be chosen
+            n_unmask = None if threshold is not None else torch.full((num,), per_step)
+            x = torch.where(inside, confidence_step(z, log_probs, mask_id, n_unmask, threshold, generator), x)
+            traj.append(x.clone())
+    return Samples(x, nfe, traj)

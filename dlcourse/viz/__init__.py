@@ -11,9 +11,9 @@ family module: families and lectures import from here, not the other way round.
 
 from .images import image_grid, save_image_grid, save_scatter
 from .panels import panel_frames
-from .player import DEFAULT_DPI, FramePlayer, render_png, to_png
+from .player import DEFAULT_DPI, FramePlayer, LiveWidget, render_png, to_png
 from .plots import evaluate_on_grid, scatter_frames
 from .text import text_frame, text_frames
 
-__all__ = ["FramePlayer", "render_png", "to_png", "scatter_frames", "evaluate_on_grid", "panel_frames", "DEFAULT_DPI",
+__all__ = ["FramePlayer", "LiveWidget", "render_png", "to_png", "scatter_frames", "evaluate_on_grid", "panel_frames", "DEFAULT_DPI",
            "image_grid", "save_image_grid", "save_scatter", "text_frame", "text_frames"]

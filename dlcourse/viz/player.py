@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FramePlayer", "render_png", "to_png", "PNG_SIGNATURE", "DEFAULT_DPI", "TICK_PT", "TITLE_PT", "TEXT_PT",
+__all__ = ["FramePlayer", "LiveWidget", "render_png", "to_png", "PNG_SIGNATURE", "DEFAULT_DPI", "TICK_PT", "TITLE_PT",
+           "TEXT_PT",
            "HALL_RC", "hall_style", "control_width"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -219,4 +220,40 @@ class FramePlayer:
         bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude))
         bundle["text/plain"] = repr(self)
         bundle["image/png"] = base64.b64encode(self.frames[self.index]).decode("ascii")
+        return bundle
+
+
+class LiveWidget:
+    """A widget that computes when a control moves, with what a lecture hall needs around it: `busy` shows
+    "computing..." under it and marks it ``dlcourse-busy`` (what the browser tests wait for) while it works, and a
+    still text stands in for it where there is no kernel (a static viewer, a notebook reopened before it runs)."""
+
+    BUSY_CLASS = "dlcourse-busy"
+
+    def __init__(self, widget: Any, still: str) -> None:
+        import ipywidgets as widgets
+
+        self.widget, self.still = widget, still
+        self.status = widgets.Label("", style={"font_size": f"{TEXT_PT + 2}px"})
+        self.view = widgets.VBox([widget, self.status])
+
+    def busy(self):
+        """``with live.busy(): ...``: the busy state for the duration of the block."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def state():
+            self.view.add_class(self.BUSY_CLASS)
+            self.status.value = "computing..."
+            try:
+                yield
+            finally:
+                self.status.value = ""
+                self.view.remove_class(self.BUSY_CLASS)
+
+        return state()
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict:
+        bundle = dict(self.view._repr_mimebundle_(include=include, exclude=exclude))
+        bundle["text/plain"] = self.still
         return bundle

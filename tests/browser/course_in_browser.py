@@ -41,6 +41,7 @@ MAX_CONTROL_LINES = 2
 
 # Widgets that compute when a control moves (the rest only swap precomputed frames). notebook stem -> why.
 LIVE_WIDGETS = {
+    "08_masked_diffusion": "the infilling box samples when its button is pressed",
     "10_editor_vs_typewriter": "samples text with the shipped models when a control moves",
 }
 # Known defects that the browser checks find in notebooks this suite's author does not own; each says who fixes it.
