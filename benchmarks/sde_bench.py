@@ -8,6 +8,11 @@ this sample size is printed as the "exact samples" row). With ``--checkpoint`` t
 
     python benchmarks/sde_bench.py                      # the quality-vs-NFE table and likelihood throughput
     python benchmarks/sde_bench.py --checkpoint sde_toy # the same with the shipped toy model
+    python benchmarks/sde_bench.py --part discretization   # VP's exact-OU chain against DDPM's table, exactly
+
+``discretization``: the reverse-diffusion predictor with VP's two discrete chains (``VPSDE(discretization=...)``)
+on Gaussian data N(0, 0.25) with its exact score; the output law is computed exactly (`dlcourse.sde.exact`), so
+the relative error of its variance against p at the sampler's end time is the discretisation's own.
 
 Each timing is taken twice and both are printed.
 """
@@ -37,13 +42,38 @@ def timed(fn):
     return out, times
 
 
+def discretization_table(var: float = 0.25) -> None:
+    from dlcourse.sde.exact import gaussian_marginal, gaussian_output_law
+    from dlcourse.sde.samplers import reverse_diffusion_step, time_grid
+
+    print(f"# VP reverse-diffusion predictor on N(0, {var}) with its exact score: relative error of the output "
+          f"variance (exact law)")
+    print(f"{'steps':>6}{'exact-OU':>12}{'DDPM table':>12}")
+    for steps in (5, 10, 20, 50, 100, 200, 1000):
+        cells = []
+        for how in ("exact", "ddpm"):
+            sde = VPSDE(discretization=how)
+            _, v = gaussian_output_law(sde, reverse_diffusion_step, steps, 0.0, var)
+            times, dt = time_grid(sde, steps, dtype=torch.float64)
+            _, v_true = gaussian_marginal(sde, (times[-1:] - dt).clamp(min=0), 0.0, var)
+            cells.append("NaN" if v != v else f"{abs(v / float(v_true) - 1):.1%}")
+        print(f"{steps:>6}{cells[0]:>12}{cells[1]:>12}")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=2000, help="samples per run")
     ap.add_argument("--checkpoint", default=None, help="use a trained sde model instead of the exact score")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--part", nargs="+", default=["quality", "likelihood"],
+                    choices=["quality", "likelihood", "discretization"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if "discretization" in args.part:
+        discretization_table()
+    if not {"quality", "likelihood"} & set(args.part):
+        return
     mix = GaussianMixture([0.8, 0.2], [[5.0, 5.0], [-5.0, -5.0]], 1.0, dtype=torch.float64)
     if args.checkpoint:
         from dlcourse import load

@@ -147,7 +147,7 @@ plt.show()
 # Plain Langevin puts about half of the chains in each mode: the split of the starting square between the two
 # basins. Annealed Langevin recovers the 80/20 weights (within the binomial standard error
 # $\sqrt{0.8 \cdot 0.2 / 1280} \approx 0.011$, plus a bias of about $-0.02$ from the finite $T$, which
-# `tests/test_langevin.py` measures with 20 000 chains). Its modes are wider than the data's because they are samples
+# the course's test suite measures with 20 000 chains). Its modes are wider than the data's because they are samples
 of the last level, $q_1$, whose components have variance $1 + \sigma_L^2 = 2$. At $\sigma_1 = 20$ the two modes are one broad bump whose
 # score points at the heavier side; as $\sigma$ shrinks, each chain is already in the right basin.
 

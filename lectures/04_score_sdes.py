@@ -166,8 +166,8 @@ print(f"max |ours - package| = {(ours - pkg.x).abs().max():.1e}; NFE {pkg.nfe}; 
       f"{(ours.sum(1) > 0).float().mean():.3f} (the data has 0.8)")
 
 # %% [markdown]
-# The test suite holds every predictor and corrector of the package to a written-out loop in the same way
-# (`tests/test_sde.py::test_batched_sampler_equals_written_out_loop`).
+# The course's test suite holds every predictor and corrector of the package to a written-out loop in the same
+# way, sample by sample and step by step.
 #
 # ## SDE versus ODE, side by side
 #

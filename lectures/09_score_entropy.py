@@ -343,7 +343,7 @@ plt.show()
 #   Tweedie's single step on the uniform graph lands in the same place: one step cannot create correlations.
 # - On the absorbing graph with the log-linear schedule Euler and Tweedie coincide *exactly*: there
 #   $e^{\bar\sigma_t - \bar\sigma_s} - 1 = \sigma(t)\,(t - s)$, so the two step formulas are one distribution
-#   (`benchmarks/text_bench.py` finds identical samples from the shipped model).
+#   (the course's text benchmark finds identical samples from the shipped model).
 # - The error falls steadily with $T$, by a factor of about 3 to 4 per doubling once $T \ge 8$. On the uniform
 #   graph Tweedie is better with one or two steps, but Euler catches up and, on this tiny case, ends lower:
 #   "exact for one token" is not "best for a sequence", since neither step sees the coupling between positions.
@@ -386,7 +386,7 @@ for name in ("ar_prose", "mdlm_prose", "sedd_prose"):
 # editor buys for that), and SEDD's is a little below MDLM's; it also has more parameters (0.8M against 0.6M, the
 # time conditioning), so this is no verdict on the two losses.
 #
-# Which graph is better? `benchmarks/text_bench.py` (part `markov`) trains SEDD on both graphs, beside MDLM and the
+# Which graph is better? The course's text benchmark (`dlcourse`'s repository, part `markov`) trains SEDD on both graphs, beside MDLM and the
 # AR model, with the same small transformer and budget on text from a character Markov chain whose entropy is known
 # (1.566 bits/char on its 32-character windows). On one CPU thread, 1200 steps each, it measured: AR 1.570,
 # MDLM 1.583, SEDD absorbing 1.589, SEDD uniform 1.625 bits/char: the ordering SEDD and MDLM report on text8,

@@ -46,10 +46,7 @@ LIVE_WIDGETS = {
 }
 # Known defects that the browser checks find in notebooks this suite's author does not own; each says who fixes it.
 # The check still runs and is reported; remove an entry when the defect is fixed (the test then must pass).
-KNOWN = {
-    ("10_editor_vs_typewriter", "live"): "issue 16 defect 6 (the lead's): the live sampler answers in seconds, "
-                                         "with no busy state",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 # An assignment's language_info as the grader's `dlcourse assign` writes it: two keys, not the kernel's seven, so
 # JupyterLab marks it modified as soon as the kernel starts (dlcourse/grading/markers.py; reported to the lead).
 GRADER_LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
