@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import socket
@@ -188,7 +187,6 @@ def test_attack_cell(stage, name, mode, monkeypatch):
         mib = int(outcome.split("QUOTA stopped after ")[1].split(" MiB")[0])
         assert mib <= 256
     if name == "unhooked_environment":
-        assert "DLCOURSE" not in outcome.split("own environ")[0] or True
         for forbidden in ("s3cret", "DLCOURSE_REDTEAM"):
             assert forbidden not in outcome
     if name == "terminal_injection":
@@ -210,8 +208,7 @@ def test_attack_functions(stage, name, mode):
     stage.check()
     q = {x.id: x for x in result.questions}
     if name == "outlier_widens_error_bars":
-        assert q["q2_gaussian"].status == "failed" and "mean" in q["q2_gaussian"].message.lower() + \
-            q["q2_gaussian"].message
+        assert q["q2_gaussian"].status == "failed" and "covariance" in q["q2_gaussian"].message
         assert q["q3_mixture"].status == "failed"
     if name == "forged_huge_reply":
         assert "could not read what your code sent back" in q["q1_components"].message
@@ -329,7 +326,6 @@ def test_malformed_notebooks_get_a_row_not_an_abort(stage, how):
         nb["cells"].append({"cell_type": "code", "source": "x = 1\n" * 400_000, "metadata": {}, "outputs": []})
     stage.attacker.write_text(json.dumps(nb))
     t0 = time.monotonic()
-    out = io.StringIO()
     code = main(["grade", str(stage.folder), "--hidden", "--out", str(stage.out), "--no-sandbox", "--master",
                  str(subs.MASTER), "--timeout", "8"])
     assert code == 0
@@ -337,7 +333,6 @@ def test_malformed_notebooks_get_a_row_not_an_abort(stage, how):
     row = (stage.out / "attacker.csv").read_text()
     assert ",error," in row and ",total,0,10" in row, row
     assert json.loads((stage.out / "victim.json").read_text())["score"] == 10
-    del out
 
 
 def test_a_py_export_whose_header_is_a_yaml_payload_runs_nothing(stage):
