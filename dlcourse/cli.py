@@ -107,6 +107,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     rows.append(("jupyter", "kernel dlcourse", "registered" if "dlcourse" in kernels else "not registered"))
     if "dlcourse" not in kernels:
         missing.append("Jupyter kernel 'dlcourse' (run `make setup`)")
+    from dlcourse.grading.sandbox import describe
+
+    rows.append(("grading", "sandbox", describe()))
     rows.append(("jupyter", "course map", str(REPO_ROOT / "course" / "README.md") if (REPO_ROOT / "course").is_dir() else "not found (installed without the course files)"))
 
     width = [max(len(r[i]) for r in rows) for i in range(2)]

@@ -28,7 +28,7 @@ device = setup_notebook(seed=0)
 # # Assignment a1 · Denoising score matching and annealed Langevin dynamics
 #
 # *After lectures [01](../lectures/01_ebm_langevin.ipynb), [02](../lectures/02_score_matching.ipynb) and
-# [03](../lectures/03_ncsn.ipynb).* Graded, 10 points. You will write the three pieces that make a
+# [03](../lectures/03_ncsn.ipynb).* Graded, 10 points. You will write the four pieces that make a
 # noise-conditional score network (Song & Ermon 2019) work:
 #
 # 1. **perturbing the data** with noise of one or many levels, for any data shape, 1 point;

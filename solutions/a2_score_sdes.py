@@ -55,7 +55,9 @@ device = setup_notebook(seed=0)
 # function is a deterministic function of its arguments.
 #
 # **How to work.** Fill in each function where it says `raise NotImplementedError(...)`, run the test cell under
-# it, and check your work from a terminal with `dlcourse grade a2_score_sdes.ipynb`. The instructor adds hidden
+# it, and check your work from a terminal in the course folder with
+# `.venv/bin/dlcourse grade assignments/a2_score_sdes.ipynb` (see [course/grading.md](../course/grading.md)). The
+# instructor adds hidden
 # tests (other shapes, float64, a full sampler built from your steps). The package's own SDE code is blocked
 # while grading.
 
@@ -119,6 +121,11 @@ check_close(mean, ref_mean, rtol=1e-5, atol=1e-6, name="the mean returned by vp_
 check_close(std, ref_std, rtol=1e-5, atol=1e-6, name="the std returned by vp_marginal(x0, t)",
             mistakes={"you returned the variance 1 - exp(-B(t)) instead of its square root": ref_std ** 2,
                       "you returned 1 - exp(-B(t)/2)": -torch.expm1(-0.5 * (0.1 * t + 0.5 * t ** 2 * 19.9))})
+x0_img = torch.linspace(-1.0, 1.0, 96).reshape(2, 3, 4, 4)
+t_img = torch.tensor([0.3, 0.9])
+check_close(vp_marginal(x0_img, t_img)[0], ref_marginal(x0_img, t_img)[0], rtol=1e-5, atol=1e-6,
+            name="the mean returned by vp_marginal(x0, t) for images of shape (2, 3, 4, 4)",
+            hint="Reshape the (B,) factor to (B, 1, 1, 1) for images: x0.dim() tells you how many 1s.")
 ### BEGIN HIDDEN TESTS
 x_img = torch.randn(4, 1, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
 t64 = torch.tensor([1e-6, 0.01, 0.3, 0.9], dtype=torch.float64)
@@ -183,6 +190,11 @@ check_close(got, want, rtol=1e-5, atol=1e-6, name="reverse_diffusion_step(x, sco
                       torch.sqrt(1 - beta) * x + beta * score + torch.sqrt(beta) * z,
                       "you used G instead of G² in front of the score":
                       (2 - torch.sqrt(1 - beta)) * x + torch.sqrt(beta) * score + torch.sqrt(beta) * z})
+x_img = torch.linspace(-1.0, 1.0, 96).reshape(2, 3, 4, 4)
+s_img, z_img, t_img = -x_img, 0.5 * x_img.flip(-1), torch.tensor([0.6, 0.2])
+check_close(reverse_diffusion_step(x_img, s_img, t_img, 0.01, z_img), ref_predictor(x_img, s_img, t_img, 0.01, z_img),
+            rtol=1e-5, atol=1e-6, name="reverse_diffusion_step for images of shape (2, 3, 4, 4)",
+            hint="Reshape the (B,) beta to (B, 1, 1, 1) for images: x.dim() tells you how many 1s.")
 ### BEGIN HIDDEN TESTS
 x = torch.randn(3, 1, 2, 2, generator=gen, dtype=torch.float64)
 score = torch.randn(3, 1, 2, 2, generator=gen, dtype=torch.float64)
@@ -255,6 +267,13 @@ check_close(got, want, rtol=1e-5, atol=1e-6, name="langevin_corrector_step(x, sc
                       "your noise term is sqrt(eps) z instead of sqrt(2 eps) z": x + eps * score + eps.sqrt() * z,
                       "your step size lacks the factor 2 (eps = alpha (r |z| / |s|)^2)":
                       x + eps / 2 * score + eps.sqrt() * z})
+x_img = torch.linspace(-1.0, 1.0, 96).reshape(2, 3, 4, 4)
+s_img, z_img, t_img = -2 * x_img, x_img.flip(-1), torch.tensor([0.6, 0.2])
+a_img = REF.corrector_alpha(t_img, 0.01)
+check_close(langevin_corrector_step(x_img, s_img, z_img, 0.16, a_img),
+            _ref_corrector(REF, x_img, s_img, t_img, 0.01, 0.16, z_img), rtol=1e-5, atol=1e-6,
+            name="langevin_corrector_step for images of shape (2, 3, 4, 4)",
+            hint="Take each sample's norm over all its non-batch dimensions (reshape to (B, -1)).")
 ### BEGIN HIDDEN TESTS
 x = torch.randn(4, 1, 3, 3, generator=gen, dtype=torch.float64)
 score = torch.randn(4, 1, 3, 3, generator=gen, dtype=torch.float64)
@@ -303,6 +322,11 @@ check_close(probability_flow_drift(x, score, t), want, rtol=1e-5, atol=1e-6,
                       -0.5 * b * x - b * score,
                       "you added the score term instead of subtracting it": -0.5 * b * x + 0.5 * b * score,
                       "you used g(t) instead of g(t)² = beta(t)": -0.5 * b * x - 0.5 * b.sqrt() * score})
+x_img = torch.linspace(-1.0, 1.0, 96).reshape(2, 3, 4, 4)
+s_img, t_img = -x_img, torch.tensor([0.6, 0.2])
+check_close(probability_flow_drift(x_img, s_img, t_img), REF.ode_drift(x_img, t_img, s_img), rtol=1e-5, atol=1e-6,
+            name="probability_flow_drift for images of shape (2, 3, 4, 4)",
+            hint="Reshape the (B,) beta to (B, 1, 1, 1) for images: x.dim() tells you how many 1s.")
 ### BEGIN HIDDEN TESTS
 x = torch.randn(2, 3, 2, 2, generator=gen, dtype=torch.float64)
 score = torch.randn(2, 3, 2, 2, generator=gen, dtype=torch.float64)

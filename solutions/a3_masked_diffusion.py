@@ -126,7 +126,9 @@ def masked_versions(x, mask_id=MASK_ID):
 #
 # $$ \alpha_t = 1 - (1 - \varepsilon)\, t , $$
 #
-# so almost every token is masked at $t = 1$ (all of them when $\varepsilon = 0$). Use the uniform numbers `u`:
+# so almost every token is masked at $t = 1$ (all of them when $\varepsilon = 0$). The name comes from the total
+# noise $\bar\sigma(t) = -\log \alpha_t = -\log(1 - (1 - \varepsilon) t)$, the logarithm of a linear function of
+# $t$: $\alpha_t$ itself is linear. Use the uniform numbers `u`:
 # **the token at $(b, \ell)$ is masked exactly when $u_{b\ell} < 1 - \alpha_{t_b}$** (so $u$ near 0 masks first).
 
 # %% nbgrader={"grade": false, "grade_id": "mask_tokens", "locked": false, "solution": true}
@@ -392,7 +394,8 @@ check_frequencies(got, torch.cat([0.5 * p, torch.tensor([0.5])]),
 # $$ \mathrm{DSE} = \sum_{y \ne x_t} Q(x_t, y) \left( s_y - r_y \log s_y + K(r_y) \right), \qquad
 #    K(a) = a (\log a - 1),\ K(0) = 0, $$
 #
-# with the graph's rates as weights (Theorem 3.6). For the **absorbing graph** with total noise $\bar\sigma$
+# with the graph's rates as weights (Theorem 3.6). As in section 3, a masked position holds `MASK_ID`, whatever
+# the number $N$ of real tokens. For the **absorbing graph** with total noise $\bar\sigma$
 # ($p_{t\mid0}(x_0 \mid x_0) = e^{-\bar\sigma}$, $p_{t\mid0}(m \mid x_0) = 1 - e^{-\bar\sigma}$):
 #
 # - an unmasked $x_t$ has no incoming rate ($Q(x_t, y) = 0$): DSE $= 0$;
@@ -408,8 +411,8 @@ def dse_absorbing(log_score, x_t, x0, sigma_bar):
     """Denoising score entropy of the absorbing graph, per position.
 
     Args:
-        log_score: (B, L, N + 1) log s_theta(x_t)_y for the N real tokens y and the mask (last, id N; unused).
-        x_t: (B, L) noisy tokens, the mask is id N = log_score.shape[-1] - 1 (MASK_ID = 27 for text8).
+        log_score: (B, L, N + 1) log s_theta(x_t)_y for the N real tokens y and the mask (last; unused).
+        x_t: (B, L) noisy tokens, MASK_ID where masked.
         x0: (B, L) clean tokens (ids < N).
         sigma_bar: (B,) total noise.
     Returns:
@@ -421,7 +424,7 @@ def dse_absorbing(log_score, x_t, x0, sigma_bar):
     tokens = log_score[..., :N]  # (B, L, N)
     log_s0 = tokens.gather(-1, x0.unsqueeze(-1)).squeeze(-1)  # (B, L): log s at y = x0
     dse = tokens.exp().sum(-1) - r * log_s0 + r * (torch.log(r) - 1)
-    return torch.where(x_t == N, dse, torch.zeros_like(dse))
+    return torch.where(x_t == MASK_ID, dse, torch.zeros_like(dse))
     ### END SOLUTION
 
 
@@ -431,14 +434,14 @@ B, L, N = 2, 5, 3
 graph = Absorbing(N)
 x0 = torch.randint(N, (B, L), generator=gen)
 x_t = x0.clone()
-x_t[0, [0, 2, 3]] = N
-x_t[1, [1, 4]] = N
+x_t[0, [0, 2, 3]] = MASK_ID
+x_t[1, [1, 4]] = MASK_ID
 sigma_bar = torch.tensor([0.5, 1.5])
 log_score = torch.randn(B, L, N + 1, generator=gen)
 got = dse_absorbing(log_score, x_t, x0, sigma_bar)
-want = denoising_score_entropy(graph, log_score, x_t, x0, sigma_bar)
+masked = x_t == MASK_ID
+want = denoising_score_entropy(graph, log_score, torch.where(masked, N, x_t), x0, sigma_bar)  # the graph's mask is N
 r = (1 / torch.expm1(sigma_bar))[:, None]
-masked = x_t == N
 log_s0 = log_score.gather(-1, x0[..., None])[..., 0]
 check_shape(got, (B, L), name="dse_absorbing(log_score, x_t, x0, sigma_bar)")
 check_close(got, want, rtol=1e-5, atol=1e-6, name="dse_absorbing(log_score, x_t, x0, sigma_bar)",
@@ -451,7 +454,7 @@ check_close(got, want, rtol=1e-5, atol=1e-6, name="dse_absorbing(log_score, x_t,
                       want + (log_score[..., N].exp() - log_score[..., N] - 1) * masked,
                       "you used the inverted ratio e^sigma_bar - 1; r = p(x0 | x0) / p(mask | x0) = 1 / (e^sigma_bar "
                       "- 1)": want + ((1 / r) * (-log_s0 + (1 / r).log() - 1) - r * (-log_s0 + r.log() - 1)) * masked,
-                      "you compared x_t with MASK_ID = 27; here the mask is id N = log_score.shape[-1] - 1 = 3":
+                      "you took the mask to be id N = log_score.shape[-1] - 1 = 3; it is MASK_ID = 27 here too":
                       torch.zeros(B, L),
                       "you counted the unmasked positions too (their rate Q(x_t, y) is 0)":
                       torch.where(masked, want, log_score[..., :N].exp().sum(-1) - r * log_s0 + r * (r.log() - 1))})
@@ -482,7 +485,8 @@ check_close(dse_absorbing(log_score, x_t, x0, sigma_bar),
 exact = TinyDistribution.random(3, 2, seed=3)
 graph, sb = Absorbing(3), 0.8
 pairs = [masked_versions(x, 3) for x in exact.seqs]
-z = torch.cat([p[0] for p in pairs])  # (36, 2)
+z = torch.cat([p[0] for p in pairs])  # (36, 2), the graph's mask id 3
+z_student = torch.where(z == 3, MASK_ID, z)  # the same sequences with MASK_ID, as dse_absorbing takes them
 k = torch.cat([p[1] for p in pairs])
 xx = exact.seqs.repeat_interleave(4, 0)  # (36, 2)
 weight = exact.probs.repeat_interleave(4) * (1 - math.exp(-sb)) ** k * math.exp(-sb) ** (2 - k)
@@ -491,7 +495,7 @@ sbs = torch.full((36,), sb, dtype=torch.float64)
 
 
 def expected_dse(log_s):
-    return float((weight * dse_absorbing(log_s, z, xx, sbs).sum(-1)).sum())
+    return float((weight * dse_absorbing(log_s, z_student, xx, sbs).sum(-1)).sum())
 
 
 best = expected_dse(true_log)

@@ -31,8 +31,8 @@ BUGS = [
     ("q4_dse", "dse = tokens.exp().sum(-1) - r * log_s0 + r * (torch.log(r) - 1)",
      "dse = tokens.exp().sum(-1) - r * log_s0", "K(r)"),
     ("q4_dse", "tokens = log_score[..., :N]", "tokens = log_score", "y = x_t"),
-    ("q4_dse", "return torch.where(x_t == N, dse, torch.zeros_like(dse))",
-     "return torch.where(x_t == MASK_ID, dse, torch.zeros_like(dse))", "MASK_ID = 27"),
+    ("q4_dse", "return torch.where(x_t == MASK_ID, dse, torch.zeros_like(dse))",
+     "return torch.where(x_t == N, dse, torch.zeros_like(dse))", "MASK_ID = 27 here too"),
     ("q4_dse", "r = 1.0 / torch.expm1(sigma_bar)", "r = torch.expm1(sigma_bar)", "inverted ratio"),
 ]
 

@@ -189,7 +189,8 @@ def test_grade_help_is_fast_and_says_what_it_needs():
 
 @pytest.mark.parametrize("path", ["course/grading.md", "course/README.md", "lectures/00_welcome.py",
                                   "solutions/a0_sampling.py", "solutions/a1_score_matching.py",
-                                  "solutions/a3_masked_diffusion.py", "solutions/a4_gail.py"])
+                                  "solutions/a2_score_sdes.py", "solutions/a3_masked_diffusion.py",
+                                  "solutions/a4_gail.py"])
 def test_one_way_of_writing_the_grade_command(path):
     """Always `.venv/bin/dlcourse grade ...` (course/grading.md says once what it needs); a student checks
     `assignments/NAME.ipynb`."""

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DlcourseError
+from ..notebooks import _LANGUAGE_INFO
 
 __all__ = [
     "BEGIN_SOLUTION",
@@ -420,7 +421,8 @@ def student_version(assignment: Assignment) -> Any:
         "dlcourse": dl,
         "kernelspec": copy.deepcopy(dict(meta_in.get("kernelspec") or {"display_name": "Python 3", "language": "python",
                                                                        "name": "python3"})),
-        "language_info": {"name": "python", "pygments_lexer": "ipython3"},
+        # what the course kernel reports, so JupyterLab does not mark a just-opened assignment modified
+        "language_info": copy.deepcopy(_LANGUAGE_INFO),
     }
     nb = nbformat.v4.new_notebook(cells=cells, metadata=metadata)
     nb.nbformat, nb.nbformat_minor = 4, 5

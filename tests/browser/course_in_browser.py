@@ -47,9 +47,6 @@ LIVE_WIDGETS = {
 # Known defects that the browser checks find in notebooks this suite's author does not own; each says who fixes it.
 # The check still runs and is reported; remove an entry when the defect is fixed (the test then must pass).
 KNOWN: dict[tuple[str, str], str] = {}
-# An assignment's language_info as the grader's `dlcourse assign` writes it: two keys, not the kernel's seven, so
-# JupyterLab marks it modified as soon as the kernel starts (dlcourse/grading/markers.py; reported to the lead).
-GRADER_LANGUAGE_INFO = {"name": "python", "pygments_lexer": "ipython3"}
 
 REPORT: dict[str, dict] = {}
 
@@ -297,7 +294,7 @@ def test_notebook(page, lab, course, path):
     if state["dirty"]:
         msg = (f"{path}: marked modified when opened, before anything was done (its stored language_info "
                f"{stored} against the kernel's {state['language_info']})")
-        (known if kind == "assignments" and stored == GRADER_LANGUAGE_INFO else failures).append(msg)
+        failures.append(msg)
     before = (course / path).read_bytes()
 
     # Run All
