@@ -26,7 +26,7 @@ import torch
 from ..errors import DataMissingError, ShapeError
 
 __all__ = ["feature_stats", "frechet_distance", "fid_from_features", "classifier_score", "image_quality",
-           "reference_quality", "model_quality", "nearest_training_images", "InceptionFeatures"]
+           "reference_quality", "model_quality", "nearest_training_images", "InceptionFeatures", "features_and_logits"]
 
 
 def feature_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +65,7 @@ def classifier_score(logits: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _features_and_logits(extractor, images: torch.Tensor, batch_size: int = 500):
+def features_and_logits(extractor, images: torch.Tensor, batch_size: int = 500):
     """Features (N, D) of images, and class logits (N, K) if the extractor is a classifier (has ``head``)."""
     device = next(extractor.parameters()).device
     feats, logits = [], []
@@ -82,8 +82,8 @@ def image_quality(images: torch.Tensor, extractor, reference: torch.Tensor) -> d
     (real test images), and, for a classifier, the classifier score of ``images``."""
     if images.dim() != 4 or images.shape[1:] != reference.shape[1:]:
         raise ShapeError(f"images {tuple(images.shape)} do not match the reference {tuple(reference.shape)}")
-    f_img, logits = _features_and_logits(extractor, images.clamp(0, 1))
-    f_ref, _ = _features_and_logits(extractor, reference)
+    f_img, logits = features_and_logits(extractor, images.clamp(0, 1))
+    f_ref, _ = features_and_logits(extractor, reference)
     out = {"fid": fid_from_features(f_img, f_ref), "n": float(len(images))}
     if logits is not None:
         out["classifier_score"] = classifier_score(logits)
@@ -119,9 +119,9 @@ def model_quality(sample, data: str, n: int = 1000, classifier: str = "fashion_c
     g = torch.Generator().manual_seed(seed + group.rank)
     images = torch.cat([sample(min(batch_size, share.stop - i), g).cpu() for i in range(share.start, share.stop,
                                                                                          batch_size)])
-    f_img, logits = _features_and_logits(clf, images.clamp(0, 1))
+    f_img, logits = features_and_logits(clf, images.clamp(0, 1))
     f_img, logits = group.gather(f_img), group.gather(logits)
-    f_ref, _ = _features_and_logits(clf, test)
+    f_ref, _ = features_and_logits(clf, test)
     return {"fid": fid_from_features(f_img, f_ref), "n": float(len(f_img)), "classifier_score": classifier_score(logits)}
 
 

@@ -1,0 +1,261 @@
+"""28x28 image models against the score-SDE paper's claims, with error bars (Fashion-MNIST, CPU).
+
+Quality is the figure of `dlcourse.quality`: the Fréchet distance on the shipped ``fashion_classifier``'s
+penultimate features against the 10,000 real test images, and the classifier score of its predictions. Each
+configuration draws ``--sets`` independent sets of ``--n`` samples; a figure is the mean over sets ± its standard
+error (sd / sqrt(sets)). FID depends on n, so every row uses the same n, and the floors are taken at that n too.
+
+    python benchmarks/image_bench.py --part floors models      # each shipped 28x28 model against real images
+    python benchmarks/image_bench.py --part pc                 # VE: predictor-corrector vs predictor-only, equal NFE
+    python benchmarks/image_bench.py --part bpd                # VP vs sub-VP test bits/dim, paired on the same images
+    python benchmarks/image_bench.py --part nfe --model sde_fashion_vp   # quality against NFE (lecture 05's figure)
+
+Parts:
+
+- ``floors``: n real training images (what a perfect model's n samples score) and n images of uniform noise.
+- ``models``: each model of ``--models`` with its default sampler at ``--steps``; the final denoising step on and
+  off, from the same chains (the chain is run without it, then Tweedie's step is applied to its last state, which
+  is exactly what the sampler's ``denoise=True`` does), and whether its classifier score is within 15% of real.
+- ``pc``: Song et al. (2021) Table 1's pattern at this scale: for the VE model, predictor-only with N steps against
+  predictor-corrector with N/2 steps (one Langevin corrector step each), equal NFE, for each NFE of ``--nfe``.
+- ``bpd``: Table 2's pattern: test bits/dim of the VP and sub-VP models (same architecture, same steps) on the same
+  ``--bpd-n`` test images with the same dequantisation noise, through the probability-flow ODE from t = 1e-5
+  (Hutchinson divergence); the paired difference has its own standard error.
+- ``nfe``: quality of one model's PC, predictor-only, ancestral and probability-flow samplers against NFE.
+
+Each timing is taken once per set; the table prints seconds per set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from dlcourse import load
+from dlcourse.data.images import load_images
+from dlcourse.score.config import NCSNConfig
+from dlcourse.quality.metrics import features_and_logits, classifier_score, fid_from_features
+
+SDE_SAMPLERS = {"pc": ("reverse_diffusion", "langevin"), "predictor": ("reverse_diffusion", "none"),
+                "ancestral": ("ancestral", "none"), "pf": ("probability_flow", "none")}
+
+
+class Judge:
+    """The classifier, and the test set's features once."""
+
+    def __init__(self, classifier: str) -> None:
+        self.model, cfg = load(classifier, "cpu")
+        self.model.eval()
+        self.test, _ = load_images(cfg.data, "test")
+        self.train, _ = load_images(cfg.data, "train")
+        self.f_test, _ = features_and_logits(self.model, self.test)
+
+    def __call__(self, images: torch.Tensor) -> tuple[float, float]:
+        f, logits = features_and_logits(self.model, images.clamp(0, 1))
+        return fid_from_features(f, self.f_test), classifier_score(logits)
+
+
+def mean_se(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return m, float("nan")
+    var = sum((v - m) ** 2 for v in values) / (len(values) - 1)
+    return m, math.sqrt(var / len(values))
+
+
+def fmt(values: list[float], digits: int = 2) -> str:
+    m, se = mean_se(values)
+    return f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def header() -> None:
+    print(f"{'configuration':<42}{'NFE':>6}{'FID':>18}{'classifier score':>20}{'s/set':>8}")
+
+
+def row(name: str, nfe, fids, scores, secs) -> None:
+    print(f"{name:<42}{nfe!s:>6}{fmt(fids):>18}{fmt(scores):>20}{sum(secs) / len(secs):>8.0f}", flush=True)
+
+
+def sde_sets(model, cfg, judge, args, sampler: str, steps: int, snr: float | None = None):
+    """Quality of ``sets`` sets of n samples, with and without the final denoising step (same chains)."""
+    from dlcourse.sde.samplers import pc_sample, time_grid, tweedie_denoise
+
+    pred, corr = SDE_SAMPLERS[sampler]
+    out = {"raw": ([], []), "denoised": ([], []), "secs": [], "nfe": None}
+    for k in range(args.sets):
+        g = torch.Generator().manual_seed(1000 * k + 7)
+        start = time.perf_counter()
+        chunks_raw, chunks_den = [], []
+        for b in range(0, args.n, args.batch):
+            m = min(args.batch, args.n - b)
+            res = pc_sample(model.sde, model, (m, *judge.test.shape[1:]), predictor=pred, corrector=corr,
+                            snr=cfg.snr if snr is None else snr, n_steps=steps, denoise=False, generator=g)
+            times, _ = time_grid(model.sde, steps)
+            t = times[-1].expand(m)
+            with torch.no_grad():
+                den = tweedie_denoise(model.sde, res.x, model(res.x, t), t)
+            chunks_raw.append(((res.x + 1) / 2).clamp(0, 1))
+            chunks_den.append(((den + 1) / 2).clamp(0, 1))
+            out["nfe"] = res.nfe
+        out["secs"].append(time.perf_counter() - start)
+        for key, chunks in (("raw", chunks_raw), ("denoised", chunks_den)):
+            fid, cs = judge(torch.cat(chunks))
+            out[key][0].append(fid)
+            out[key][1].append(cs)
+    return out
+
+
+def ncsn_sets(model, cfg, judge, args):
+    from dlcourse.score.family import sample_ncsn, sigmas_of
+
+    out = {"raw": ([], []), "denoised": ([], []), "secs": [], "nfe": None}
+    sigma_last = float(sigmas_of(cfg)[-1])
+    for k in range(args.sets):
+        g = torch.Generator().manual_seed(1000 * k + 7)
+        start = time.perf_counter()
+        raw, den = [], []
+        for b in range(0, args.n, args.batch):
+            m = min(args.batch, args.n - b)
+            x = sample_ncsn(model, cfg, m, generator=g, denoise=False)
+            with torch.no_grad():  # NCSNv2's final step x + σ_L² s(x, σ_L), as the sampler's denoise=True does
+                d = x + sigma_last ** 2 * model(x, torch.full((m,), sigma_last))
+            raw.append(x.clamp(0, 1))
+            den.append(d.clamp(0, 1))
+        out["secs"].append(time.perf_counter() - start)
+        out["nfe"] = cfg.noise.num_levels * cfg.sampler.n_steps_each
+        for key, chunks in (("raw", raw), ("denoised", den)):
+            fid, cs = judge(torch.cat(chunks))
+            out[key][0].append(fid)
+            out[key][1].append(cs)
+    return out
+
+
+def part_floors(judge, args) -> tuple[list[float], list[float]]:
+    print(f"\n# floors and ceilings: n = {args.n}, {args.sets} sets")
+    header()
+    real, noise = ([], []), ([], [])
+    for k in range(args.sets):
+        g = torch.Generator().manual_seed(k)
+        idx = torch.randperm(len(judge.train), generator=g)[:args.n]
+        for store, images in ((real, judge.train[idx]), (noise, torch.rand((args.n, *judge.test.shape[1:]),
+                                                                             generator=g))):
+            fid, cs = judge(images)
+            store[0].append(fid)
+            store[1].append(cs)
+    row("real training images", "", *real, [0.0])
+    row("uniform noise", "", *noise, [0.0])
+    _, all_logits = features_and_logits(judge.model, judge.test)
+    print(f"{'all 10,000 real test images':<42}{'':>6}{'0 (itself)':>18}{classifier_score(all_logits):>20.2f}")
+    return real
+
+
+def part_models(judge, args, real) -> None:
+    real_cs = mean_se(real[1])[0] if real else None
+    print(f"\n# each model, default sampler (SDEs: {args.steps} PC steps), n = {args.n}, {args.sets} sets")
+    header()
+    for name in args.models:
+        model, cfg = load(name, "cpu")
+        model.eval()
+        res = (ncsn_sets(model, cfg, judge, args) if isinstance(cfg, NCSNConfig)
+               else sde_sets(model, cfg, judge, args, "pc", args.steps))
+        for key in ("raw", "denoised"):
+            row(f"{name} ({'final denoising' if key == 'denoised' else 'no final denoising'})",
+                res["nfe"] + (key == "denoised"), *res[key], res["secs"])
+        if real_cs:
+            cs = mean_se(res["denoised"][1])[0]
+            print(f"    classifier score {cs:.2f} is {abs(cs / real_cs - 1):.0%} from real images' {real_cs:.2f} "
+                  f"({'within' if abs(cs / real_cs - 1) <= 0.15 else 'NOT within'} 15%)")
+
+
+def part_pc(judge, args) -> None:
+    model, cfg = load(args.ve, "cpu")
+    model.eval()
+    print(f"\n# {args.ve}: predictor-only against predictor-corrector at equal NFE (snr {cfg.snr}), n = {args.n}, "
+          f"{args.sets} sets, final denoising on")
+    header()
+    for nfe in args.nfe:
+        for label, sampler, steps in (("predictor only (reverse diffusion)", "predictor", nfe),
+                                      ("predictor-corrector (RD + Langevin)", "pc", nfe // 2)):
+            res = sde_sets(model, cfg, judge, args, sampler, steps)
+            row(f"{label}, {steps} steps", res["nfe"] + 1, *res["denoised"], res["secs"])
+
+
+def part_nfe(judge, args) -> None:
+    model, cfg = load(args.model, "cpu")
+    model.eval()
+    print(f"\n# {args.model}: quality against NFE, n = {args.n}, {args.sets} sets, final denoising on")
+    header()
+    for nfe in args.nfe:
+        for sampler in ("predictor", "ancestral", "pf", "pc"):
+            if sampler == "ancestral" and cfg.sde == "subvp":
+                continue
+            steps = nfe // 2 if sampler == "pc" else nfe
+            res = sde_sets(model, cfg, judge, args, sampler, steps)
+            row(f"{sampler}, {steps} steps", res["nfe"] + 1, *res["denoised"], res["secs"])
+
+
+def part_bpd(args) -> None:
+    from dlcourse.data.sets import DATASETS, held_out
+    from dlcourse.sde.likelihood import image_bits_per_dim
+
+    x = held_out("fashion-mnist", n=args.bpd_n)
+    print(f"\n# test bits/dim through the probability-flow ODE from t = 1e-5 (Hutchinson), first {len(x)} test images")
+    print(f"{'model':<28}{'bits/dim':>20}{'mean NFE':>10}{'seconds':>10}")
+    per_image = {}
+    for name in (args.vp, args.subvp):
+        model, cfg = load(name, "cpu")
+        model.eval()
+        start = time.perf_counter()
+        g = torch.Generator().manual_seed(0)  # the same dequantisation noise and probes for both models
+        bpds, nfes = [], []
+        for chunk in x.split(args.batch):
+            bpd, nfe = image_bits_per_dim(model.sde, model, chunk, n_bins=DATASETS.get(cfg.data).levels,
+                                          generator=g, eps=1e-5, divergence="hutchinson")
+            bpds.append(bpd)
+            nfes.append(nfe)
+        per_image[name] = torch.cat(bpds).double()
+        b = per_image[name]
+        print(f"{name:<28}{b.mean():>11.4f} ± {b.std() / len(b) ** 0.5:.4f}{sum(nfes) / len(nfes):>10.0f}"
+              f"{time.perf_counter() - start:>10.0f}", flush=True)
+    d = per_image[args.subvp] - per_image[args.vp]
+    print(f"{'sub-VP minus VP (paired)':<28}{d.mean():>11.4f} ± {d.std() / len(d) ** 0.5:.4f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--part", nargs="+", default=["floors", "models"],
+                    choices=["floors", "models", "pc", "bpd", "nfe"])
+    ap.add_argument("--n", type=int, default=500, help="samples per set (default: %(default)s)")
+    ap.add_argument("--sets", type=int, default=4, help="independent sets per configuration (default: %(default)s)")
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=100, help="PC steps for the SDE models in --part models")
+    ap.add_argument("--nfe", type=int, nargs="+", default=[100], help="NFE budgets for --part pc and nfe")
+    ap.add_argument("--models", nargs="+", default=["ncsn_fashion", "sde_fashion_vp", "sde_fashion_subvp",
+                                                     "sde_fashion_ve"])
+    ap.add_argument("--model", default="sde_fashion_vp", help="the model of --part nfe")
+    ap.add_argument("--ve", default="sde_fashion_ve")
+    ap.add_argument("--vp", default="sde_fashion_vp")
+    ap.add_argument("--subvp", default="sde_fashion_subvp")
+    ap.add_argument("--bpd-n", type=int, default=200, help="test images for --part bpd")
+    ap.add_argument("--classifier", default="fashion_classifier")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# {torch.get_num_threads()} thread(s); judge: {args.classifier}")
+    judge = Judge(args.classifier) if set(args.part) - {"bpd"} else None
+    real = part_floors(judge, args) if {"floors", "models"} & set(args.part) else None
+    if "models" in args.part:
+        part_models(judge, args, real)
+    if "pc" in args.part:
+        part_pc(judge, args)
+    if "nfe" in args.part:
+        part_nfe(judge, args)
+    if "bpd" in args.part:
+        part_bpd(args)
+
+
+if __name__ == "__main__":
+    main()
