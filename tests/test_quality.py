@@ -79,7 +79,23 @@ def test_offline_inception_is_one_clear_error(monkeypatch):
 def test_classifier_family_learns_digits(tmp_path, capsys):
     # 150 steps on the 8x8 digits: well above chance (0.1) on the test split
     assert main(["train", "classifier", "--data", "digits", "--set", "train.steps=150", "--set", "train.ema_decay=null",
-                 "--set", "train.progress=false", "--out", str(tmp_path / "run"), "--device", "cpu"]) == 0
+                 "--set", "train.progress=false", "--out", str(tmp_path / "run"), "--device", "cpu",
+                 "--export", str(tmp_path / "clf.safetensors")]) == 0
     out = capsys.readouterr().out
     accuracy = float(out.split("test_accuracy ")[1].split()[0].rstrip(","))
     assert accuracy > 0.6, out
+    # the test split's feature statistics travel with the exported weights: a reloaded classifier gives the Fréchet distance
+    # against the test set without the data, equal to the one computed from the images
+    from dlcourse import load
+    from dlcourse.data.images import load_images
+    from dlcourse.quality.metrics import feature_stats, features_and_logits, image_quality, model_quality
+
+    clf, _ = load(str(tmp_path / "clf.safetensors"))
+    test, _ = load_images("digits", "test")
+    mean, cov = clf.reference()
+    want_mean, want_cov = feature_stats(features_and_logits(clf, test)[0])
+    assert np.allclose(mean, want_mean, atol=1e-5) and np.allclose(cov, want_cov, atol=1e-5)
+    train, _ = load_images("digits", "train")
+    stored = model_quality(lambda b, g: train[:b], "digits", n=100, classifier=str(tmp_path / "clf.safetensors"))
+    direct = image_quality(train[:100], clf, test)
+    assert math.isclose(stored["fid"], direct["fid"], rel_tol=1e-4), (stored, direct)

@@ -58,6 +58,11 @@ class ImageClassifier(nn.Module):
             nn.Flatten(), nn.Linear(c2 * (image_size // 4) ** 2, n_features), nn.ReLU())
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(n_features, n_classes)
+        # The test split's feature mean and covariance (float64), stored with the weights after training so that a
+        # Fréchet distance against the real test set needs only this checkpoint, not the data (see `reference`).
+        self.register_buffer("ref_mean", torch.zeros(n_features, dtype=torch.float64))
+        self.register_buffer("ref_cov", torch.zeros(n_features, n_features, dtype=torch.float64))
+        self.register_buffer("ref_count", torch.zeros((), dtype=torch.int64))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate features (B, n_features) of images (B, C, H, W) in [0, 1]."""
@@ -69,6 +74,22 @@ class ImageClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    @torch.no_grad()
+    def store_reference(self, test_images: torch.Tensor) -> None:
+        """Compute and keep the feature statistics of ``test_images`` (N, C, H, W) in [0, 1]."""
+        from .metrics import feature_stats, features_and_logits
+
+        mean, cov = feature_stats(features_and_logits(self, test_images)[0])
+        self.ref_mean.copy_(torch.from_numpy(mean))
+        self.ref_cov.copy_(torch.from_numpy(cov))
+        self.ref_count.fill_(len(test_images))
+
+    def reference(self):
+        """(μ (F,), Σ (F, F)) of the test split's features as numpy float64, or None if none was stored."""
+        if int(self.ref_count) == 0:
+            return None
+        return self.ref_mean.cpu().numpy(), self.ref_cov.cpu().numpy()
 
 
 class ClassifierFamily(Family):
@@ -100,6 +121,10 @@ class ClassifierFamily(Family):
         return loss_fn
 
     def after_training(self, cfg: ClassifierConfig, model) -> dict[str, float]:
+        from ..data.images import load_images
+
+        model.eval()
+        model.store_reference(load_images(cfg.data, "test")[0])
         return {"test_accuracy": _accuracy(model, cfg)}
 
     def describe(self, cfg: ClassifierConfig, model) -> tuple[str, str]:

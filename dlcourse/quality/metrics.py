@@ -103,7 +103,8 @@ def reference_quality(classifier, test_images: torch.Tensor, train_images: torch
 def model_quality(sample, data: str, n: int = 1000, classifier: str = "fashion_classifier", batch_size: int = 100,
                   seed: int = 0) -> dict[str, float]:
     """`image_quality` of ``n`` samples against the test split of ``data``: ``sample(batch, generator)`` returns
-    images (batch, C, H, W) in [0, 1]; ``classifier`` is a shipped name or a path of a ``classifier`` export."""
+    images (batch, C, H, W) in [0, 1]; ``classifier`` is a shipped name or a path of a ``classifier`` export.
+    The test split's feature statistics come with the classifier, so the data need not be on this machine."""
     from .. import load
     from ..data.images import load_images
 
@@ -113,7 +114,9 @@ def model_quality(sample, data: str, n: int = 1000, classifier: str = "fashion_c
     if clf_cfg.data != data:
         raise DataMissingError(f"{classifier} classifies {clf_cfg.data}, not {data}; train one with "
                                f"dlcourse train classifier --data {data}")
-    test, _ = load_images(data, "test")
+    reference = clf.reference() if hasattr(clf, "reference") else None
+    if reference is None:  # a classifier exported before the statistics were stored with it: use the data
+        reference = feature_stats(features_and_logits(clf, load_images(data, "test")[0])[0])
     group = Distributed.from_env(torch.device("cpu"))  # under torchrun each process draws a share of the samples
     share = group.shard(n)
     g = torch.Generator().manual_seed(seed + group.rank)
@@ -121,8 +124,8 @@ def model_quality(sample, data: str, n: int = 1000, classifier: str = "fashion_c
                                                                                          batch_size)])
     f_img, logits = features_and_logits(clf, images.clamp(0, 1))
     f_img, logits = group.gather(f_img), group.gather(logits)
-    f_ref, _ = features_and_logits(clf, test)
-    return {"fid": fid_from_features(f_img, f_ref), "n": float(len(f_img)), "classifier_score": classifier_score(logits)}
+    return {"fid": frechet_distance(*feature_stats(f_img), *reference), "n": float(len(f_img)),
+            "classifier_score": classifier_score(logits)}
 
 
 def add_quality_args(p) -> None:
