@@ -148,7 +148,8 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def read_manifest() -> dict[str, dict[str, Any]]:
-    """The shipped checkpoints: name -> {file, kind, what, data, config, size, sha256, command, metrics}."""
+    """The shipped checkpoints: name -> {file, kind, what, data, config, size, sha256, command, metrics (at the end
+    of training), evals (recorded by ``dlcourse eval ... --record``: what -> metrics and command)}."""
     if not MANIFEST.exists():
         return {}
     return json.loads(MANIFEST.read_text())
@@ -242,13 +243,14 @@ def record_if_shipped(path: str | os.PathLike, *, what: str, data: str, command:
     return True
 
 
-def update_manifest_metrics(name: str, metrics: dict[str, Any], command: str) -> dict[str, Any]:
-    """Merge evaluation ``metrics`` (e.g. test bits/dim) into a shipped checkpoint's manifest entry, with the
-    command that measured them under ``metrics["eval_command"]``."""
+def update_manifest_metrics(name: str, what: str, metrics: dict[str, Any], command: str) -> dict[str, Any]:
+    """Record an evaluation of a shipped checkpoint in its manifest entry: ``entry["evals"][what]`` (``what`` is
+    the evaluation, e.g. "bpd" or "quality") becomes ``metrics`` with the command that measured them under
+    ``"command"``, replacing an earlier record of the same evaluation."""
     entries = read_manifest()
     if name not in entries:
         raise CheckpointError(f"{name!r} is not in the manifest {MANIFEST}; --record works for shipped checkpoints only")
-    entries[name]["metrics"] = {**entries[name].get("metrics", {}), **metrics, "eval_command": command}
+    entries[name].setdefault("evals", {})[what] = {**metrics, "command": command}
     text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
     atomic_write(MANIFEST, lambda tmp: Path(tmp).write_text(text))
     return entries[name]

@@ -351,7 +351,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.record:
         from .checkpoint import update_manifest_metrics
 
-        update_manifest_metrics(args.checkpoint, metrics, _command_line(args))
+        what = next((flag for flag in ("bpd", "quality", "accuracy", "bpc") if getattr(args, flag, False)), "eval")
+        update_manifest_metrics(args.checkpoint, what, metrics, _command_line(args))
         print(f"{fam.name}: recorded the evaluation in the manifest entry of {args.checkpoint!r}")
     return 0
 

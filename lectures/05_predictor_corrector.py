@@ -122,7 +122,7 @@ labels = [f"snr r = {r}: big-mode weight {(x.sum(1) > 0).float().mean():.2f}, en
           f"{energy_distance(x, truth[:500]):.2f}" for r, x in zip(snrs, finals)]
 frames = panel_frames({"corrector only, 100 steps": torch.stack(finals)}, [0.0] * len(snrs),
                       log_density=lambda x, t: p.log_prob(x.float()), labels=[f"r = {r}" for r in snrs])
-FramePlayer(frames, labels=labels, interval_ms=600)
+FramePlayer(frames, labels=labels, interval_ms=400)
 
 # %% [markdown]
 # ## Two ways to discretise VP, and what each costs

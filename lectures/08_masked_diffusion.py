@@ -235,11 +235,11 @@ def infill(template, steps=32, seed=0):
                               torch.Generator().manual_seed(seed)).tokens[0])
 
 
-box = widgets.Text(value="the ______ of the _____ was ____ and the ____ ______", layout={"width": "640px"})
-button, result = widgets.Button(description="fill in"), widgets.Output()
+box = widgets.Text(value="the ______ of the _____ was ____ and the ____ ______", layout={"width": "520px"})
+button, result = widgets.Button(description="fill in", layout={"width": "120px"}), widgets.Output()
 first = infill(box.value)
 print(first)
-live = LiveWidget(widgets.VBox([box, button, result]), f"(run the notebook to use the infilling box) {first}")
+live = LiveWidget(widgets.VBox([widgets.HBox([box, button]), result]), f"(run the notebook to use the infilling box) {first}")
 
 
 def on_click(_):

@@ -275,6 +275,7 @@ plt.show()
 
 # %% tags=["nbval-ignore-output"]
 import ipywidgets as widgets
+from IPython.display import HTML, display
 
 from dlcourse.viz import LiveWidget
 
@@ -282,32 +283,39 @@ seen = {}
 
 
 def draw(kind, steps, seed):
-    """Eight samples of one setting, their speed and their judged perplexity, computed once."""
+    """Four samples of one setting, their speed and their judged perplexity, computed once."""
     key = (kind, steps if kind != "ar" else None, seed)
     if key not in seen:
         g = torch.Generator().manual_seed(seed)
         if kind == "ar":
-            out, secs = timed(lambda: ar_sample(ar, 8, L, generator=g))
+            out, secs = timed(lambda: ar_sample(ar, 4, L, generator=g))
         else:
-            out, secs = timed(lambda: generate(*models[kind], 8, L, steps, generator=g))
-        seen[key] = (f"{kind}, {out.nfe} network calls, {8 * L / secs:.0f} characters/s, AR-judged perplexity "
-                     f"{generative_perplexity(ar, out.tokens, MASK_ID):.1f} (8 samples)\n"
+            out, secs = timed(lambda: generate(*models[kind], 4, L, steps, generator=g))
+        seen[key] = (f"{kind}, {out.nfe} network calls, {4 * L / secs:.0f} characters/s, AR-judged perplexity "
+                     f"{generative_perplexity(ar, out.tokens, MASK_ID):.1f} (4 samples)\n"
                      + "\n".join("    " + line for line in decode(out.tokens[:2])))
     return seen[key]
 
 
-kind_box = widgets.ToggleButtons(options=["mdlm", "sedd", "ar"], value="mdlm", description="sampler")
+# one line of controls at a projector's 150% zoom: three narrow buttons and two short sliders
+kind_box = widgets.ToggleButtons(options=["mdlm", "sedd", "ar"], value="mdlm", tooltips=["sampler"] * 3,
+                                style={"button_width": "58px"})
 steps_box = widgets.SelectionSlider(options=[4, 8, 16, 32, 64], value=32, description="steps",
-                                    continuous_update=False)
-seed_box = widgets.IntSlider(0, 0, 9, description="seed", continuous_update=False)
-shown = widgets.HTML()
+                                    continuous_update=False, layout={"width": "250px"},
+                                    style={"description_width": "45px"})
+seed_box = widgets.IntSlider(0, 0, 9, description="seed", continuous_update=False, layout={"width": "230px"},
+                             style={"description_width": "40px"})
+shown = widgets.Output()  # an output area, not a control: the status line below is the widget's second line
 live = LiveWidget(widgets.VBox([widgets.HBox([kind_box, steps_box, seed_box]), shown]), draw("mdlm", 32, 0))
 
 
 def update(_=None):
     steps_box.disabled = kind_box.value == "ar"
     with live.busy():
-        shown.value = "<pre style='font-size: 15px'>" + draw(kind_box.value, steps_box.value, seed_box.value) + "</pre>"
+        text = draw(kind_box.value, steps_box.value, seed_box.value)
+        shown.clear_output(wait=True)
+        with shown:
+            display(HTML(f"<pre style='font-size: 15px; white-space: pre-wrap'>{text}</pre>"))
 
 
 for box in (kind_box, steps_box, seed_box):

@@ -111,3 +111,13 @@ def test_export_into_the_shipped_folder_is_recorded_once_with_a_clean_command(tm
     assert entry["config"]["steps"] == 3
     assert entry["command"] == "dlcourse train ncsn --out run"  # --resume dropped: resuming is exact
     assert entry["sha256"] == ck.sha256_file(shipped / "toy.safetensors")
+    # two evaluations keep their own metrics and commands; a new record of one replaces only that one
+    ck.update_manifest_metrics("toy", "bpd", {"test_bpd": 2.5, "n": 100.0}, "dlcourse eval sde --bpd --record")
+    ck.update_manifest_metrics("toy", "quality", {"fid": 3.0, "n": 1000.0}, "dlcourse eval sde --quality --record")
+    ck.update_manifest_metrics("toy", "bpd", {"test_bpd": 2.4, "n": 200.0}, "dlcourse eval sde --bpd --n 200 --record")
+    entry = ck.read_manifest()["toy"]
+    assert entry["evals"] == {"bpd": {"test_bpd": 2.4, "n": 200.0, "command": "dlcourse eval sde --bpd --n 200 --record"},
+                              "quality": {"fid": 3.0, "n": 1000.0, "command": "dlcourse eval sde --quality --record"}}
+    assert entry["metrics"] == {"loss": 1.0}
+    with pytest.raises(ck.CheckpointError, match="shipped checkpoints only"):
+        ck.update_manifest_metrics("nope", "bpd", {}, "x")

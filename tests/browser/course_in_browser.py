@@ -181,8 +181,8 @@ def exercise(page, cell: int, k: int, rep: jd.WidgetReport, live: bool) -> None:
     # sliders: towards the far end, five key presses
     for s, state in enumerate(slider_state(page, cell, k)[:2]):
         handle = loc.locator(".noUi-handle").nth(s)
-        key = "ArrowRight" if state["now"] < state["max"] else "ArrowLeft"
-        for _ in range(min(5, int(state["max"] - state["min"]))):
+        key, end = ("ArrowRight", state["max"]) if state["now"] < state["max"] else ("ArrowLeft", state["min"])
+        for _ in range(min(5, int(abs(end - state["now"])))):  # each press must move the handle
             handle.focus()
             r = measure(page, cell, k, lambda: page.keyboard.press(key), timeout)
             rep.latencies.setdefault("slider", []).append(r["ms"])
@@ -217,7 +217,7 @@ def exercise(page, cell: int, k: int, rep: jd.WidgetReport, live: bool) -> None:
     play = loc.locator(".widget-play button")
     if play.count():
         states = slider_state(page, cell, k)
-        if states and states[0]["now"] >= states[0]["max"]:
+        if states and states[0]["now"] > states[0]["min"]:  # the slider moves above may have left it near the end
             loc.locator(".noUi-handle").first.focus()
             page.keyboard.press("Home")
             page.wait_for_timeout(300)
