@@ -352,6 +352,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from .checkpoint import update_manifest_metrics
 
         what = next((flag for flag in ("bpd", "quality", "accuracy", "bpc") if getattr(args, flag, False)), "eval")
+        if what == "quality":  # one record per sampler setting, e.g. "quality (pc, NFE 201)"
+            what = f"quality ({metrics['sampler']})"
         update_manifest_metrics(args.checkpoint, what, metrics, _command_line(args))
         print(f"{fam.name}: recorded the evaluation in the manifest entry of {args.checkpoint!r}")
     return 0

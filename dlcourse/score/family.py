@@ -191,7 +191,7 @@ class NCSNFamily(Family):
         x = sample_ncsn(model, cfg, n, generator=generator, **overrides).cpu()
         scfg = _with_sampler(cfg, overrides).sampler
         nfe = cfg.noise.num_levels * scfg.n_steps_each + int(scfg.denoise)
-        return SampleOutput(x, nfe, f"annealed Langevin, NFE {nfe}")
+        return SampleOutput(x, nfe, f"annealed Langevin{'' if scfg.denoise else ', no final denoising'}, NFE {nfe}")
 
 
 FAMILY = NCSNFamily()

@@ -258,7 +258,8 @@ class SDEFamily(Family):
         res = sample_sde(model, cfg, n, sampler=args.sampler, steps=args.steps, snr=args.snr,
                          denoise=not args.no_denoise, generator=generator)
         x = res.x.cpu() if cfg.data == "toy" else ((res.x.cpu() + 1) / 2).clamp(0, 1)
-        return SampleOutput(x, res.nfe, f"{args.sampler}, NFE {res.nfe}")
+        plain = "" if not args.no_denoise else ", no final denoising"
+        return SampleOutput(x, res.nfe, f"{args.sampler}{plain}, NFE {res.nfe}")
 
     def add_eval_args(self, p: argparse.ArgumentParser) -> None:
         from ..quality.metrics import add_quality_args
