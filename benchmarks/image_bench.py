@@ -79,58 +79,52 @@ def row(name: str, nfe, fids, scores, secs) -> None:
     print(f"{name:<42}{nfe!s:>6}{fmt(fids):>18}{fmt(scores):>20}{sum(secs) / len(secs):>8.0f}", flush=True)
 
 
-def sde_sets(model, cfg, judge, args, sampler: str, steps: int, snr: float | None = None):
-    """Quality of ``sets`` sets of n samples, with and without the final denoising step (same chains)."""
+def quality_sets(draw, judge, args) -> dict:
+    """``args.sets`` sets of ``args.n`` samples from ``draw(m, generator) -> (raw, denoised, nfe)`` (images in
+    [0, 1], the same chains without and with the final denoising step): FIDs and classifier scores of each."""
+    out = {"raw": ([], []), "denoised": ([], []), "secs": [], "nfe": None}
+    for k in range(args.sets):
+        g = torch.Generator().manual_seed(1000 * k + 7)
+        start = time.perf_counter()
+        batches = [draw(min(args.batch, args.n - b), g) for b in range(0, args.n, args.batch)]
+        out["secs"].append(time.perf_counter() - start)
+        out["nfe"] = batches[0][2]
+        for key, i in (("raw", 0), ("denoised", 1)):
+            fid, cs = judge(torch.cat([batch[i] for batch in batches]))
+            out[key][0].append(fid)
+            out[key][1].append(cs)
+    return out
+
+
+def sde_sets(model, cfg, judge, args, sampler: str, steps: int) -> dict:
     from dlcourse.sde.samplers import pc_sample, time_grid, tweedie_denoise
 
     pred, corr = SDE_SAMPLERS[sampler]
-    out = {"raw": ([], []), "denoised": ([], []), "secs": [], "nfe": None}
-    for k in range(args.sets):
-        g = torch.Generator().manual_seed(1000 * k + 7)
-        start = time.perf_counter()
-        chunks_raw, chunks_den = [], []
-        for b in range(0, args.n, args.batch):
-            m = min(args.batch, args.n - b)
-            res = pc_sample(model.sde, model, (m, *judge.test.shape[1:]), predictor=pred, corrector=corr,
-                            snr=cfg.snr if snr is None else snr, n_steps=steps, denoise=False, generator=g)
-            times, _ = time_grid(model.sde, steps)
-            t = times[-1].expand(m)
-            with torch.no_grad():
-                den = tweedie_denoise(model.sde, res.x, model(res.x, t), t)
-            chunks_raw.append(((res.x + 1) / 2).clamp(0, 1))
-            chunks_den.append(((den + 1) / 2).clamp(0, 1))
-            out["nfe"] = res.nfe
-        out["secs"].append(time.perf_counter() - start)
-        for key, chunks in (("raw", chunks_raw), ("denoised", chunks_den)):
-            fid, cs = judge(torch.cat(chunks))
-            out[key][0].append(fid)
-            out[key][1].append(cs)
-    return out
+    t_last = time_grid(model.sde, steps)[0][-1]
+
+    def draw(m, g):
+        res = pc_sample(model.sde, model, (m, *judge.test.shape[1:]), predictor=pred, corrector=corr, snr=cfg.snr,
+                        n_steps=steps, denoise=False, generator=g)
+        t = t_last.expand(m)
+        with torch.no_grad():  # Tweedie's step at the last time, as pc_sample(denoise=True) does
+            den = tweedie_denoise(model.sde, res.x, model(res.x, t), t)
+        return ((res.x + 1) / 2).clamp(0, 1), ((den + 1) / 2).clamp(0, 1), res.nfe
+
+    return quality_sets(draw, judge, args)
 
 
-def ncsn_sets(model, cfg, judge, args):
+def ncsn_sets(model, cfg, judge, args) -> dict:
     from dlcourse.score.family import sample_ncsn, sigmas_of
 
-    out = {"raw": ([], []), "denoised": ([], []), "secs": [], "nfe": None}
     sigma_last = float(sigmas_of(cfg)[-1])
-    for k in range(args.sets):
-        g = torch.Generator().manual_seed(1000 * k + 7)
-        start = time.perf_counter()
-        raw, den = [], []
-        for b in range(0, args.n, args.batch):
-            m = min(args.batch, args.n - b)
-            x = sample_ncsn(model, cfg, m, generator=g, denoise=False)
-            with torch.no_grad():  # NCSNv2's final step x + σ_L² s(x, σ_L), as the sampler's denoise=True does
-                d = x + sigma_last ** 2 * model(x, torch.full((m,), sigma_last))
-            raw.append(x.clamp(0, 1))
-            den.append(d.clamp(0, 1))
-        out["secs"].append(time.perf_counter() - start)
-        out["nfe"] = cfg.noise.num_levels * cfg.sampler.n_steps_each
-        for key, chunks in (("raw", raw), ("denoised", den)):
-            fid, cs = judge(torch.cat(chunks))
-            out[key][0].append(fid)
-            out[key][1].append(cs)
-    return out
+
+    def draw(m, g):
+        x = sample_ncsn(model, cfg, m, generator=g, denoise=False)
+        with torch.no_grad():  # NCSNv2's final step x + σ_L² s(x, σ_L), as the sampler's denoise=True does
+            d = x + sigma_last ** 2 * model(x, torch.full((m,), sigma_last))
+        return x.clamp(0, 1), d.clamp(0, 1), cfg.noise.num_levels * cfg.sampler.n_steps_each
+
+    return quality_sets(draw, judge, args)
 
 
 def part_floors(judge, args) -> tuple[list[float], list[float]]:

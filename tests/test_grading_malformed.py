@@ -4,7 +4,6 @@ real submission) never abort a folder run and never exceed the submission budget
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import random
 import time
@@ -13,10 +12,7 @@ from pathlib import Path
 from dlcourse.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("a0_submissions", ROOT / "tests" / "grading_fixtures" /
-                                               "a0_submissions.py")
-subs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(subs)
+from grading_fixtures import a0_submissions as subs  # noqa: E402
 
 BUDGET_S = 20.0
 

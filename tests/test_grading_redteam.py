@@ -11,7 +11,6 @@ an attack that did not run to its end proves nothing. See tests/grading_fixtures
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import socket
@@ -30,15 +29,8 @@ from dlcourse.grading.submission import SubmissionError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "grading_fixtures" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-subs = _load("a0_submissions")
-attacks = _load("attacks")
+from grading_fixtures import a0_submissions as subs  # noqa: E402
+from grading_fixtures import attacks  # noqa: E402
 
 SANDBOX_OK = sandbox.status().usable
 needs_sandbox = pytest.mark.skipif(not SANDBOX_OK, reason=f"bubblewrap cannot run here: {sandbox.status().reason}")

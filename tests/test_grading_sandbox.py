@@ -3,7 +3,6 @@ create namespaces (simulated with a fake bwrap through DLCOURSE_BWRAP)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import stat
 from pathlib import Path
@@ -17,15 +16,8 @@ from dlcourse.grading.grader import Grader
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "grading_fixtures" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-subs = _load("a0_submissions")
-attacks = _load("attacks")
+from grading_fixtures import a0_submissions as subs  # noqa: E402
+from grading_fixtures import attacks  # noqa: E402
 needs_sandbox = pytest.mark.skipif(not sandbox.status().usable,
                                    reason=f"bubblewrap cannot run here: {sandbox.status().reason}")
 

@@ -3,7 +3,6 @@ right mistake and the input that broke, exports graded, the grade command and it
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -17,10 +16,7 @@ from dlcourse.grading.grader import Grader
 from dlcourse.grading.submission import SubmissionError
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("a0_submissions", ROOT / "tests" / "grading_fixtures" /
-                                               "a0_submissions.py")
-subs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(subs)
+from grading_fixtures import a0_submissions as subs  # noqa: E402
 
 FAST = dict(time_limit=10.0, cell_time_limit=30.0)
 
