@@ -87,8 +87,10 @@ def load_training_state(path: str | os.PathLike, kind: str | None = None) -> dic
 
 
 def export_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor], meta: dict[str, Any],
-                   overwrite: bool = False) -> Path:
-    """Write ``state_dict`` as safetensors with ``meta`` (must hold ``kind``) as a JSON header entry."""
+                   overwrite: bool = False, dtype: str = "float32") -> Path:
+    """Write ``state_dict`` as safetensors with ``meta`` (must hold ``kind``) as a JSON header entry.
+    ``dtype="bfloat16"`` stores the float32 tensors in bf16 (half the bytes; other dtypes are kept as they are);
+    `load_state_into` copies them back into the float32 model."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -96,7 +98,11 @@ def export_weights(path: str | os.PathLike, state_dict: dict[str, torch.Tensor],
         raise ValueError("meta must name the model kind, e.g. {'kind': 'ncsn', 'config': {...}}")
     if path.exists() and not overwrite:
         raise CheckpointError(f"{path} exists; refusing to overwrite it (pass --force or choose another path)")
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state_dict.items()}
+    if dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"dtype must be 'float32' or 'bfloat16', got {dtype!r}")
+    store = torch.bfloat16 if dtype == "bfloat16" else None
+    tensors = {k: (v.to(store) if store is not None and v.dtype == torch.float32 else v).detach().to("cpu").contiguous()
+               for k, v in state_dict.items()}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={_META_KEY: json.dumps(meta)}))
 
 

@@ -255,6 +255,8 @@ def _train_args(p: argparse.ArgumentParser, fam) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: $DLCOURSE_DEVICE or best)")
     p.add_argument("--export", type=Path, default=None, help="also write the EMA weights as .safetensors here")
     p.add_argument("--force", action="store_true", help="allow --export to overwrite an existing file")
+    p.add_argument("--export-dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="how --export stores float32 weights (bfloat16: half the size; default: %(default)s)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
@@ -311,7 +313,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise DlcourseError(f"{args.export} exists; refusing to overwrite it (pass --force or choose another --export)")
     run = RunOptions(out_dir=args.out or Path("runs") / f"{fam.name}-{args.preset}", resume=args.resume,
                      device=get_device(args.device), export=args.export, force=args.force,
-                     command=_command_line(args))
+                     command=_command_line(args), export_dtype=args.export_dtype)
     fam.train(cfg, run)
     return 0
 

@@ -79,6 +79,7 @@ class RunOptions:
     export: Path | None        #: also write the EMA weights as .safetensors here
     force: bool = False        #: allow overwriting the export path
     command: str = ""          #: the exact command line, recorded in exported metadata
+    export_dtype: str = "float32"  #: "bfloat16" stores float32 weights in half the bytes (loaded back as float32)
 
 
 @dataclass
@@ -220,8 +221,9 @@ def export_trained(run: RunOptions, kind: str, cfg: Any, state_dict: dict, metri
 
     if run.export is None:
         return
-    meta = {"kind": kind, "config": config_to_dict(cfg), "metrics": metrics, "command": run.command}
-    export_weights(run.export, state_dict, meta, overwrite=run.force)
+    meta = {"kind": kind, "config": config_to_dict(cfg), "metrics": metrics, "command": run.command,
+            "stored_dtype": run.export_dtype}
+    export_weights(run.export, state_dict, meta, overwrite=run.force, dtype=run.export_dtype)
     print(f"{kind}: exported EMA weights to {run.export}")
     if is_shipped(run.export):
         what, data = describe()

@@ -121,3 +121,24 @@ def test_export_into_the_shipped_folder_is_recorded_once_with_a_clean_command(tm
     assert entry["metrics"] == {"loss": 1.0}
     with pytest.raises(ck.CheckpointError, match="shipped checkpoints only"):
         ck.update_manifest_metrics("nope", "bpd", {}, "x")
+
+
+def test_bf16_export_halves_the_file_and_loads_back_into_float32(tmp_path):
+    from dlcourse.nn import MLP
+
+    model = MLP(2, hidden=32, num_blocks=2)
+    state = model.state_dict()
+    state_ref = {k: v.clone() for k, v in state.items()}
+    full = export_weights(tmp_path / "full.safetensors", state, {"kind": "ncsn"})
+    half = export_weights(tmp_path / "half.safetensors", state, {"kind": "ncsn"}, dtype="bfloat16")
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    stored, _ = load_weights(half)
+    assert all(t.dtype == torch.bfloat16 for t in stored.values())
+    again = MLP(2, hidden=32, num_blocks=2)
+    load_state_into(again, stored)
+    for k, v in again.state_dict().items():
+        assert v.dtype == torch.float32
+        assert torch.equal(v, state_ref[k].to(torch.bfloat16).float())  # exactly the rounded weights
+        assert torch.allclose(v, state_ref[k], rtol=2 ** -8, atol=0)  # bf16 keeps 8 significant bits
+    with pytest.raises(ValueError, match="dtype"):
+        export_weights(tmp_path / "x.safetensors", state, {"kind": "ncsn"}, dtype="float16")
