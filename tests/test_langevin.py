@@ -148,10 +148,15 @@ def test_recorded_chains():
     # the recording does not change the samples, and the input is not modified
     again = annealed_langevin_dynamics(_mixture_score, x0, sigmas, 0.05, 10, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
-    # with denoising the denoised output is appended as a last frame
+    # with denoising: steps 0, 7, ..., 35, the last step (40), then the denoised output
     out, frames = annealed_langevin_dynamics(_mixture_score, x0, sigmas, 0.05, 10, record_every=7, denoise=True,
                                              generator=torch.Generator().manual_seed(0))
-    assert frames.shape == (1 + 40 // 7 + 1, 50, 2) and torch.equal(frames[-1], out)
+    assert frames.shape == (1 + 40 // 7 + 2, 50, 2) and torch.equal(frames[-1], out)
+    undenoised = annealed_langevin_dynamics(_mixture_score, x0, sigmas, 0.05, 10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(frames[-2], undenoised)
+    out, frames = annealed_langevin_dynamics(_mixture_score, x0, sigmas, 0.05, 10, record_every=5, denoise=True,
+                                             generator=torch.Generator().manual_seed(0))
+    assert frames.shape == (1 + 40 // 5 + 1, 50, 2) and torch.equal(frames[-2], undenoised)
     # plain Langevin records the same way
     out, frames = langevin_dynamics(lambda x: -x, x0, 0.1, 10, record_every=3, generator=torch.Generator())
     assert frames.shape == (1 + 3 + 1, 50, 2) and torch.equal(frames[-1], out)

@@ -260,6 +260,11 @@ def test_image_chain_converges_to_the_template_and_records_every_frame():
     assert abs(resid.var().item() - v) < 5 * se
     # Tweedie's denoising step lands exactly on the template
     assert torch.allclose(chain.frames[-1], template.expand(6, 1, 8, 8), atol=1e-5)
+    # 40 steps in frames of 6: one label per frame, the last step recorded before the denoised output
+    chain = image_chain(_point_mass_score(template), x0, sigmas, eps, 5, denoise=True, n_frames=7,
+                        generator=torch.Generator().manual_seed(1))
+    assert chain.steps == list(range(0, 41, 6)) + [40, 40]
+    assert len(chain.frames) == len(chain.labels()) == 9
 
 
 def test_image_grid_layout_and_pngs():

@@ -172,7 +172,7 @@ def annealed_langevin_dynamics(score_fn: Callable[[torch.Tensor, torch.Tensor], 
         denoise: finish with x + σ_L² s(x, σ_L) (Tweedie; NCSNv2).
         generator: source of the noise (None: the global RNG).
         record_every: k to also return frames (T, B, ...): the state at global steps 0, k, 2k, ... (counting
-            over all levels), then the final output (denoised if ``denoise``) if not already the last frame.
+            over all levels), the last state if not already recorded, then the denoised output if ``denoise``.
 
     Returns the samples (B, ...), or ``(samples, frames)`` when ``record_every`` is given.
     """
@@ -195,10 +195,12 @@ def annealed_langevin_dynamics(score_fn: Callable[[torch.Tensor, torch.Tensor], 
             step += 1
             if record_every and step % record_every == 0:
                 frames.append(x.clone())
+    if frames is not None and step % record_every:  # the last state of the chain, if not already recorded
+        frames.append(x.clone())
     if denoise:
         x = tweedie_denoise(x, score_fn(x, sigma_b), sigmas_t[-1].item())
+        if frames is not None:
+            frames.append(x.clone())
     if frames is None:
         return x
-    if denoise or step % record_every:
-        frames.append(x.clone())
     return x, torch.stack(frames)
