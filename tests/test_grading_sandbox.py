@@ -169,3 +169,21 @@ def test_a_sandboxed_master_still_scores_full_marks_and_no_process_remains(tmp_p
     sub.write_bytes((ROOT / "solutions" / "a0_sampling.ipynb").read_bytes())
     result = Grader(hidden=True, sandbox="required").grade(sub)
     assert result.score == result.max_score and result.sandbox.startswith("bubblewrap")
+
+
+@needs_sandbox
+def test_a_python_tree_under_the_scratch_folder_stays_visible_and_read_only(tmp_path, monkeypatch):
+    # a course cloned under /tmp has its venv and package there: the sandbox's /tmp must not hide them
+    import subprocess
+
+    tree = tmp_path / "course" / ".venv"
+    tree.mkdir(parents=True)
+    (tree / "marker").write_text("visible\n")
+    assert str(tree.resolve()).startswith(sandbox.SCRATCH + "/")
+    trees = sandbox.python_trees()
+    monkeypatch.setattr(sandbox, "python_trees", lambda: trees + [str(tree.resolve())])
+    script = f"cat {tree}/marker; {{ echo x > {tree}/new; }} 2>/dev/null && echo writable || echo read-only"
+    argv = sandbox.bwrap_argv(["/bin/sh", "-c", script], scratch_bytes=2**20)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert out.stdout.split() == ["visible", "read-only"], out.stderr
+    assert not (tree / "new").exists()

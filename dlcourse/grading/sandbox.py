@@ -272,14 +272,16 @@ def bwrap_argv(command: list[str], *, scratch_bytes: int, hide: list[str] = (), 
         if os.path.exists(f):
             argv += ["--ro-bind", f, f]
             mounted.append(_real(f))
+    # the scratch tmpfs before the Python trees: a course cloned under /tmp (a venv in /tmp/course/.venv) is
+    # mounted on top of the scratch, read-only, instead of being hidden by it
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(int(scratch_bytes)), "--tmpfs", SCRATCH,
+             "--size", str(int(shm_bytes)), "--tmpfs", "/dev/shm"]
     for tree in python_trees():
         if not any(_inside(tree, m) for m in mounted):
             argv += ["--ro-bind", tree, tree]
             mounted.append(tree)
     argv += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]  # torch reads the CPU count
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--size", str(int(scratch_bytes)), "--tmpfs", SCRATCH,
-             "--size", str(int(shm_bytes)), "--tmpfs", "/dev/shm"]
     fonts = matplotlib_font_cache()
     if fonts:
         argv += ["--ro-bind", fonts, f"{SCRATCH}/.cache/matplotlib/{os.path.basename(fonts)}"]
