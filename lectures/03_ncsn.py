@@ -159,9 +159,9 @@ of the last level, $q_1$, whose components have variance $1 + \sigma_L^2 = 2$. A
 # ends at $\sigma_L = 1$, 10 levels; with $\sigma_1 = 0$ there is nothing to anneal and the chain runs at
 # $\sigma_L$). Things to try:
 #
-# - plain, $\sigma = 0$: the weights stay about 50/50 whatever the step and the number of steps;
-# - plain, $\sigma = 20$, 1000 steps: the chains roam the whole picture, but that is the blurred $q_{20}$,
-#   not $p$ (and with small steps they have not even converged to it);
+# - plain, $\sigma = 0$: the weights stay about 50/50 (try other steps and lengths with
+#   `LangevinPlayer(two_gaussians(), step_sizes=(0.02, 0.1, 0.5), n_steps=(200, 1000))`: they stay wrong);
+# - plain, $\sigma = 20$: the chains roam the whole picture, but that is the blurred $q_{20}$, not $p$;
 # - annealed, $\sigma_1 = 20$: sharp modes *and* the right weights;
 # - annealed, $\sigma_1 = 3$: too little noise to connect modes 14 apart, and the weights are wrong again. The
 #   largest noise must be comparable to the largest distance between data points (NCSNv2's first rule, below).
@@ -169,7 +169,7 @@ of the last level, $q_1$, whose components have variance $1 + \sigma_L^2 = 2$. A
 # %% tags=["nbval-ignore-output"]
 from dlcourse.viz.langevin import LangevinPlayer
 
-toy_player = LangevinPlayer(two_gaussians(), step_sizes=(0.02, 0.1, 0.5), n_steps=(200, 1000),
+toy_player = LangevinPlayer(two_gaussians(), step_sizes=(0.1,), n_steps=(1000,),
                             sigmas=(0.0, 3.0, 20.0), annealed=(False, True), n_chains=300, n_frames=25)
 toy_player.select(step_size=0.1, n_steps=1000, sigma=20.0, annealed=True).player.show(-1)
 toy_player
