@@ -239,7 +239,6 @@ for name in ("ar_topics", "bd3_topics_b4", "bd3_topics_b8", "bd3_topics_b16", "m
 # characters the source almost never writes; sampled, each such character is a broken word, which the source
 # charges about 11 bits. Same network size and training budget for every model: the
 # editor's task is harder to learn, and at this scale it pays for it twice, in its bound and far more in its samples.
-# (`benchmarks/text_bench.py --part frontier` measures the same points at batch 1 and 16, each timed twice.)
 
 # %% [markdown]
 # ## What a GPU would do: a roofline
@@ -248,7 +247,7 @@ for name in ("ar_topics", "bd3_topics_b4", "bd3_topics_b8", "bd3_topics_b16", "m
 # proportional to its FLOPs. We fit t = a + b · FLOPs on calls of every size, check it against the points above,
 # and predict a GPU from data-sheet peaks: a launch overhead per layer, then the larger of compute time and memory
 # time. For networks this small a GPU call costs its overhead whatever its size, so characters per call becomes the
-# speed-up. These are predictions, stated as such, until `benchmarks/gpu_check.py` measures them on a device.
+# speed-up. These are predictions, stated as such, until they are measured on a GPU.
 
 # %% tags=["nbval-ignore-output"]
 from dlcourse.discrete.frontier import Roofline, calibrate
