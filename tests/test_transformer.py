@@ -100,6 +100,17 @@ def test_complex_rotary_equals_the_written_out_rotation(dtype):
     assert fast.dtype == dtype and torch.allclose(fast.double(), ref.double(), atol=tol)
 
 
+
+@pytest.mark.parametrize("width", [16, 17])  # 17: an odd offset per head, not viewable as complex numbers
+def test_complex_rotary_on_strided_views_equals_the_written_out_rotation(width):
+    """The network rotates q and k as permuted views of the qkv projection (no copy first); rows of odd width put
+    the pairs at odd offsets, where the rotation must copy first and still be right."""
+    qkv = torch.randn(2, 7, 3, 2, width, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    q, k, _ = qkv[..., :16].permute(2, 0, 3, 1, 4)  # each (B, H, T, 16), strided
+    cos, sin = rotary_tables(torch.arange(7), 16)
+    for x in (q, k):
+        assert torch.allclose(apply_rotary_complex(x, cos, sin), apply_rotary(x, cos, sin), atol=1e-12)
+
 def test_explicit_mask_equals_written_out_attention():
     g = torch.Generator().manual_seed(7)
     q, k, v = (torch.randn(2, 2, 5, 8, generator=g, dtype=torch.float64) for _ in range(3))

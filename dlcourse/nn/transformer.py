@@ -89,8 +89,10 @@ def apply_rotary_complex(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) 
         rot = torch.complex(cos.double(), sin.double())
     else:
         rot, dtype = torch.complex(cos.float(), sin.float()), torch.float32
-    z = torch.view_as_complex(x.to(dtype).reshape(*x.shape[:-1], -1, 2).contiguous())  # (B, H, T, d/2)
-    return torch.view_as_real(z * rot).flatten(-2).to(x.dtype)
+    pairs = x.to(dtype).unflatten(-1, (-1, 2))  # (B, H, T, d/2, 2), a view of the qkv projection's output
+    if pairs.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):  # not viewable as complex numbers
+        pairs = pairs.contiguous()
+    return torch.view_as_real(torch.view_as_complex(pairs) * rot).flatten(-2).to(x.dtype)  # no copy before the multiply
 
 
 class KVCache:
