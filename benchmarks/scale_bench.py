@@ -4,6 +4,7 @@ paper's step count on an H100 / H200, and measured CPU steps/s for the small pre
     python benchmarks/scale_bench.py                       # the table of every preset (FLOPs counted on the meta device)
     python benchmarks/scale_bench.py --measure-cpu         # also time the small presets on this CPU (one thread)
     python benchmarks/scale_bench.py --vs-reference        # our training step against a paper-faithful reference block
+                                                           # (with its Amdahl ceiling: the share in dense kernels)
     python benchmarks/scale_bench.py --json runs/scale.json
 
 How it measures:
@@ -176,6 +177,35 @@ def _interleaved(fns: dict, repeats: int) -> dict[str, float]:
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
+#: the dense kernels (BLAS / oneDNN) that both sides call with the same shapes: no elementwise rewrite makes them faster
+DENSE_KERNELS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::mkldnn_convolution", "aten::convolution_backward",
+                 "aten::_scaled_dot_product_flash_attention_for_cpu",
+                 "aten::_scaled_dot_product_flash_attention_for_cpu_backward")
+
+
+def dense_share(fn) -> float:
+    """The fraction of one call's CPU time spent in `DENSE_KERNELS` (torch.profiler, self time, after a warm-up)."""
+    from torch.profiler import profile
+
+    fn()
+    with profile() as prof:
+        fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in DENSE_KERNELS) / total
+
+
+def _row(what: str, t: dict, fast_fn) -> dict:
+    """One comparison: both times, the ratio, and the ratio's ceiling if everything but the dense kernels of the
+    fast side cost nothing (Amdahl: reference time / (dense share x our time))."""
+    share = dense_share(fast_fn)
+    row = {"what": what, "reference_ms": 1e3 * t["reference"], "dlcourse_ms": 1e3 * t["dlcourse"],
+           "speedup": t["reference"] / t["dlcourse"], "dense_share": share,
+           "ceiling": t["reference"] / (share * t["dlcourse"])}
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def vs_reference(repeats: int = 5) -> list[dict]:
     from dlcourse.discrete.losses import mdlm_loss
     from dlcourse.discrete.graphs import Absorbing
@@ -205,9 +235,7 @@ def vs_reference(repeats: int = 5) -> list[dict]:
 
     for what, make in (("forward B16 L256", forward), ("MDLM training step B16 L256", step)):
         t = _interleaved({"reference": make(ref), "dlcourse": make(ours)}, repeats)
-        rows.append({"what": f"text 0.6M {what}", "reference_ms": 1e3 * t["reference"], "dlcourse_ms": 1e3 * t["dlcourse"],
-                     "speedup": t["reference"] / t["dlcourse"]})
-        print(json.dumps(rows[-1]), flush=True)
+        rows.append(_row(f"text 0.6M {what}", t, make(ours)))
 
     sde = family("sde")
     scfg = sde.presets.get("cpu")
@@ -224,10 +252,8 @@ def vs_reference(repeats: int = 5) -> list[dict]:
     cl.load_state_dict(model.state_dict())
     t = _interleaved({"reference": unet_step(model, imgs),
                       "dlcourse": unet_step(cl, imgs.contiguous(memory_format=torch.channels_last))}, repeats)
-    rows.append({"what": "28x28 U-Net (1.0M) training step B32, channels-last vs channels-first",
-                 "reference_ms": 1e3 * t["reference"], "dlcourse_ms": 1e3 * t["dlcourse"],
-                 "speedup": t["reference"] / t["dlcourse"]})
-    print(json.dumps(rows[-1]), flush=True)
+    rows.append(_row("28x28 U-Net (1.0M) training step B32, channels-last vs channels-first", t,
+                     unet_step(cl, imgs.contiguous(memory_format=torch.channels_last))))
     return rows
 
 

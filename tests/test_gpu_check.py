@@ -19,3 +19,16 @@ def test_gpu_check_runs_on_the_cpu_with_tiny_networks(tmp_path):
     assert all(row["finite"] and row["sample_ok"] and row["tflop_per_step"] > 0 for row in report["families"])
     assert {row["sampler"] for row in report["frontier"]} == {"ar KV cache", "mdlm confidence", "bd3 confidence"}
     assert not report["errors"]
+
+
+def test_dense_share_separates_matrix_work_from_elementwise_work():
+    """scale_bench's Amdahl ceiling rests on `dense_share`: a chain of matrix multiplies is almost all dense time,
+    a chain of elementwise ops none."""
+    import torch
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from scale_bench import dense_share
+
+    a = torch.randn(256, 256)
+    assert dense_share(lambda: [a @ a for _ in range(8)]) > 0.9
+    assert dense_share(lambda: [(a * 2).exp().sin() for _ in range(8)]) == 0.0
