@@ -340,9 +340,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from .utils import get_device
-
-    from .utils import is_main_process
+    from .utils import get_device, is_main_process
 
     fam = args.fam
     model, cfg = fam.load(args.checkpoint, get_device(args.device))

@@ -107,6 +107,10 @@ class TrainConfig(Config):
     grad_clip: float | None = 1.0
     #: decay of the exponential moving average of the weights (None: no EMA)
     ema_decay: float | None = 0.999
+    #: use decay min(ema_decay, (1 + n) / (10 + n)) at update n (TensorFlow's ExponentialMovingAverage with
+    #: num_updates, which score_sde's EMA uses): without it, a run not much longer than 1 / (1 - ema_decay) steps
+    #: keeps ema_decay ** steps of the initial weights in its average (0.999 ** 3000 = 5% of a zero output layer)
+    ema_warmup: bool = False
     #: bf16 autocast for the forward pass (weights and checkpoints stay float32); None: on CUDA only
     bf16: bool | None = None
     #: wrap the model in torch.compile

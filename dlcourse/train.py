@@ -80,17 +80,24 @@ class DistributionSampler:
 
 
 class EMA:
-    """Exponential moving average of a model's floating-point parameters and buffers: θ̄ ← d·θ̄ + (1-d)·θ."""
+    """Exponential moving average of a model's floating-point parameters and buffers: θ̄ ← d·θ̄ + (1-d)·θ, starting
+    from the initial weights. With ``warmup``, update n (0-based) uses d_n = min(d, (1 + n) / (10 + n)), so the
+    initial weights fade within the first few updates instead of after ~1/(1-d) of them."""
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
+    def __init__(self, model: nn.Module, decay: float, warmup: bool = False) -> None:
+        self.decay, self.warmup = decay, warmup
         self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def decay_at(self, n: int) -> float:
+        """The decay of update ``n`` (0-based: the update after the first optimiser step is n = 0)."""
+        return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, n: int = 0) -> None:
         current = model.state_dict()
         floats = [k for k, v in self.state.items() if v.is_floating_point()]
-        torch._foreach_lerp_([self.state[k] for k in floats], [current[k].detach() for k in floats], 1.0 - self.decay)
+        torch._foreach_lerp_([self.state[k] for k in floats], [current[k].detach() for k in floats],
+                             1.0 - self.decay_at(n))
         for k, v in self.state.items():
             if not v.is_floating_point():
                 v.copy_(current[k])
@@ -248,7 +255,7 @@ def fit(
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay is not None else None
+    ema = EMA(model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay is not None else None
     step = 0
 
     if ckpt_path is not None and ckpt_path.exists():
@@ -349,7 +356,7 @@ def fit(
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             opt.step()
             if ema is not None:
-                ema.update(model)
+                ema.update(model, step)  # step: the number of updates before this one (exact on resume)
             step += 1
             pending.append((step, loss_sum, grad_norm.detach(), extra_sum))
             done = step == cfg.steps or step == stop_after
