@@ -7,6 +7,7 @@ error (sd / sqrt(sets)). FID depends on n, so every row uses the same n, and the
 
     python benchmarks/image_bench.py --part floors models      # each shipped 28x28 model against real images
     python benchmarks/image_bench.py --part pc                 # VE: predictor-corrector vs predictor-only, equal NFE
+    python benchmarks/image_bench.py --part floors pc --n 250 --sets 4 --record   # ... and record the pooled figures
     python benchmarks/image_bench.py --part bpd                # VP vs sub-VP test bits/dim, paired on the same images
     python benchmarks/image_bench.py --part nfe --model sde_fashion_vp   # quality against NFE (lecture 05's figure)
 
@@ -17,7 +18,10 @@ Parts:
   off, from the same chains (the chain is run without it, then Tweedie's step is applied to its last state, which
   is exactly what the sampler's ``denoise=True`` does), and whether its classifier score is within 15% of real.
 - ``pc``: Song et al. (2021) Table 1's pattern at this scale: for the VE model, predictor-only with N steps against
-  predictor-corrector with N/2 steps (one Langevin corrector step each), equal NFE, for each NFE of ``--nfe``.
+  predictor-corrector with N/2 steps (one Langevin corrector step each), equal NFE, for each NFE of ``--nfe``;
+  each with and without the final denoising step (the same chains). ``--record`` writes the figure of all sets
+  pooled (sets x n samples, the n of the floors in the manifest when it is 1000) into the VE model's manifest
+  entry, under the key ``dlcourse eval --quality --record`` uses, with the per-set standard errors.
 - ``bpd``: Table 2's pattern: test bits/dim of the VP and sub-VP models (same architecture, same steps) on the same
   ``--bpd-n`` test images with the same dequantisation noise, through the probability-flow ODE from t = 1e-5
   (Hutchinson divergence); the paired difference has its own standard error.
@@ -53,9 +57,14 @@ class Judge:
         self.train, _ = load_images(cfg.data, "train")
         self.f_test, _ = features_and_logits(self.model, self.test)
 
-    def __call__(self, images: torch.Tensor) -> tuple[float, float]:
-        f, logits = features_and_logits(self.model, images.clamp(0, 1))
+    def features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return features_and_logits(self.model, images.clamp(0, 1))
+
+    def score(self, f: torch.Tensor, logits: torch.Tensor) -> tuple[float, float]:
         return fid_from_features(f, self.f_test), classifier_score(logits)
+
+    def __call__(self, images: torch.Tensor) -> tuple[float, float]:
+        return self.score(*self.features(images))
 
 
 def mean_se(values: list[float]) -> tuple[float, float]:
@@ -81,8 +90,10 @@ def row(name: str, nfe, fids, scores, secs) -> None:
 
 def quality_sets(draw, judge, args) -> dict:
     """``args.sets`` sets of ``args.n`` samples from ``draw(m, generator) -> (raw, denoised, nfe)`` (images in
-    [0, 1], the same chains without and with the final denoising step): FIDs and classifier scores of each."""
-    out = {"raw": ([], []), "denoised": ([], []), "secs": [], "nfe": None}
+    [0, 1], the same chains without and with the final denoising step): FIDs and classifier scores of each set,
+    and of all sets pooled (``out["pooled"][key]``: one figure of sets x n samples)."""
+    out = {"raw": ([], []), "denoised": ([], []), "secs": [], "nfe": None, "pooled": {}}
+    feats = {"raw": [], "denoised": []}
     for k in range(args.sets):
         g = torch.Generator().manual_seed(1000 * k + 7)
         start = time.perf_counter()
@@ -90,9 +101,13 @@ def quality_sets(draw, judge, args) -> dict:
         out["secs"].append(time.perf_counter() - start)
         out["nfe"] = batches[0][2]
         for key, i in (("raw", 0), ("denoised", 1)):
-            fid, cs = judge(torch.cat([batch[i] for batch in batches]))
+            f, logits = judge.features(torch.cat([batch[i] for batch in batches]))
+            feats[key].append((f, logits))
+            fid, cs = judge.score(f, logits)
             out[key][0].append(fid)
             out[key][1].append(cs)
+    for key, parts in feats.items():
+        out["pooled"][key] = judge.score(torch.cat([f for f, _ in parts]), torch.cat([lg for _, lg in parts]))
     return out
 
 
@@ -175,6 +190,29 @@ def part_pc(judge, args) -> None:
                                       ("predictor-corrector (RD + Langevin)", "pc", nfe // 2)):
             res = sde_sets(model, cfg, judge, args, sampler, steps)
             row(f"{label}, {steps} steps", res["nfe"] + 1, *res["denoised"], res["secs"])
+            row("    the same chains, no final denoising", res["nfe"], *res["raw"], res["secs"])
+            if args.record:
+                record_pooled(args.ve, sampler, res, args.n)
+
+
+def record_pooled(name: str, sampler: str, res: dict, n_per_set: int) -> None:
+    """Write the pooled figure of every set (sets x n samples) into the manifest entry of ``name``, under the key
+    that ``dlcourse eval --quality --record`` uses for the same sampler and NFE, with this command."""
+    import shlex
+    import sys
+
+    from dlcourse.checkpoint import update_manifest_metrics
+
+    for key, plain in (("denoised", ""), ("raw", ", no final denoising")):
+        nfe = res["nfe"] + (key == "denoised")
+        fid, score = res["pooled"][key]
+        fids, scores = res[key]
+        (fid_mean, fid_se), (_, score_se) = mean_se(fids), mean_se(scores)
+        metrics = {"fid": fid, "classifier_score": score, "n": float(len(fids) * n_per_set), "sets": float(len(fids)),
+                   "fid_per_set": fid_mean, "fid_per_set_se": fid_se, "classifier_score_per_set_se": score_se,
+                   "sampler": f"{sampler}{plain}, NFE {nfe}"}
+        command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+        update_manifest_metrics(name, f"quality ({metrics['sampler']})", metrics, command)
 
 
 def part_nfe(judge, args) -> None:
@@ -236,6 +274,8 @@ def main() -> None:
     ap.add_argument("--bpd-n", type=int, default=200, help="test images for --part bpd")
     ap.add_argument("--classifier", default="fashion_classifier")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--record", action="store_true",
+                    help="--part pc: write the pooled figures (sets x n samples) into the VE model's manifest entry")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {torch.get_num_threads()} thread(s); judge: {args.classifier}")

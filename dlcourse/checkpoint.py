@@ -11,6 +11,7 @@ Two kinds of file:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -153,6 +154,33 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+@contextlib.contextmanager
+def _manifest_lock():
+    """Hold an exclusive lock for a read-modify-write of the manifest, so that two commands recording at once (two
+    ``dlcourse eval --record`` of different checkpoints, an export beside them) do not lose one another's entry."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one writer at a time is then the user's care)
+        yield
+        return
+    with open(SHIPPED_DIR / ".manifest.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _update_manifest(change) -> dict[str, dict[str, Any]]:
+    """Apply ``change(entries)`` (in place) to the manifest under the lock and write it atomically."""
+    with _manifest_lock():
+        entries = read_manifest()
+        change(entries)
+        text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
+        atomic_write(MANIFEST, lambda tmp: Path(tmp).write_text(text))
+    return entries
+
+
 def read_manifest() -> dict[str, dict[str, Any]]:
     """The shipped checkpoints: name -> {file, kind, what, data, config, size, sha256, command, metrics (at the end
     of training), evals (recorded by ``dlcourse eval ... --record``: what -> metrics and command)}."""
@@ -194,10 +222,7 @@ def record_in_manifest(name: str, path: str | os.PathLike, *, what: str, data: s
         "sha256": sha256_file(path),
         "command": command,
     }
-    entries = read_manifest()
-    entries[name] = entry
-    text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
-    atomic_write(MANIFEST, lambda tmp: Path(tmp).write_text(text))
+    _update_manifest(lambda entries: entries.__setitem__(name, entry))
     return entry
 
 
@@ -253,13 +278,13 @@ def update_manifest_metrics(name: str, what: str, metrics: dict[str, Any], comma
     """Record an evaluation of a shipped checkpoint in its manifest entry: ``entry["evals"][what]`` (``what`` is
     the evaluation, e.g. "bpd" or "quality") becomes ``metrics`` with the command that measured them under
     ``"command"``, replacing an earlier record of the same evaluation."""
-    entries = read_manifest()
-    if name not in entries:
-        raise CheckpointError(f"{name!r} is not in the manifest {MANIFEST}; --record works for shipped checkpoints only")
-    entries[name].setdefault("evals", {})[what] = {**metrics, "command": command}
-    text = json.dumps(dict(sorted(entries.items())), indent=2) + "\n"
-    atomic_write(MANIFEST, lambda tmp: Path(tmp).write_text(text))
-    return entries[name]
+    def change(entries):
+        if name not in entries:
+            raise CheckpointError(f"{name!r} is not in the manifest {MANIFEST}; --record works for shipped checkpoints "
+                                  "only")
+        entries[name].setdefault("evals", {})[what] = {**metrics, "command": command}
+
+    return _update_manifest(change)[name]
 
 
 def _check_kind(path: Path, found: str | None, expected: str | None) -> None:

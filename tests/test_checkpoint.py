@@ -1,5 +1,6 @@
 """Checkpoints load without unpickling code, fail in one line when bad, and are never silently overwritten."""
 
+import json
 import pickle
 
 import pytest
@@ -122,6 +123,35 @@ def test_export_into_the_shipped_folder_is_recorded_once_with_a_clean_command(tm
     with pytest.raises(ck.CheckpointError, match="shipped checkpoints only"):
         ck.update_manifest_metrics("nope", "bpd", {}, "x")
 
+
+
+def _record_many(worker: int) -> None:
+    import dlcourse.checkpoint as ck
+
+    for k in range(10):
+        ck.update_manifest_metrics("toy", f"eval {worker}.{k}", {"k": float(k)}, "dlcourse eval")
+
+
+def test_records_written_at_once_by_several_processes_are_all_kept(tmp_path, monkeypatch):
+    """Four processes each record ten evaluations of one checkpoint at the same time: without the manifest's lock
+    their read-modify-writes interleave and records are lost."""
+    import multiprocessing
+
+    import dlcourse.checkpoint as ck
+
+    shipped = tmp_path / "checkpoints"
+    shipped.mkdir()
+    monkeypatch.setattr(ck, "SHIPPED_DIR", shipped.resolve())
+    monkeypatch.setattr(ck, "MANIFEST", shipped.resolve() / "manifest.json")
+    ck.MANIFEST.write_text(json.dumps({"toy": {"file": "toy.safetensors"}}))
+    ctx = multiprocessing.get_context("fork")  # the children keep the monkeypatched paths
+    procs = [ctx.Process(target=_record_many, args=(w,)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert all(p.exitcode == 0 for p in procs)
+    assert len(ck.read_manifest()["toy"]["evals"]) == 40
 
 def test_bf16_export_halves_the_file_and_loads_back_into_float32(tmp_path):
     from dlcourse.nn import MLP
