@@ -51,6 +51,7 @@ def _dataset_files(root: Path) -> dict[str, Path]:
         "fashion-mnist": root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte",
         "cifar10": root / "cifar-10-batches-py" / "data_batch_1",
         "text8": root / "text8" / "text8",
+        "english-prose": root / "english-prose-text8.txt.gz",
     }
 
 
@@ -85,7 +86,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok = path.exists()
         rows.append(("data", name, "ok" if ok else f"missing ({path.parent})"))
         if not ok:
-            missing.append(f"dataset {name}: downloaded on first use, or see README 'Data' to place it by hand in {path.parent}")
+            how = "has no download: see README 'Data' to build it" if name == "english-prose" else "downloaded on first use"
+            missing.append(f"dataset {name}: {how}, or place it by hand in {path.parent}")
 
     entries = read_manifest()
     rows.append(("checkpoints", "folder", str(SHIPPED_DIR)))

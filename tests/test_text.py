@@ -188,6 +188,35 @@ def test_tiny_or_missing_corpus(tmp_path):
         load_split(src, "dev", root=tmp_path)
 
 
+def test_named_prose_corpus(tmp_path, monkeypatch):
+    """``data="english-prose"`` finds the corpus in the data root, checks that it is the same text, and says how to
+    build it when it is missing or different (a stand-in text with its sha256 patched in plays the real corpus)."""
+    import gzip
+
+    from dlcourse.discrete.config import TextConfig
+    from dlcourse.discrete.data import text_split
+
+    monkeypatch.setenv("DLCOURSE_DATA", str(tmp_path))
+    cfg = TextConfig(kind="ar", data="english-prose", shuffle_chunk=100)
+    with pytest.raises(DataMissingError) as err:
+        text_split(cfg, "train")
+    msg = str(err.value)
+    assert "\n" not in msg and "bible-kjv-text" in msg and str(tmp_path / text.PROSE_FILE) in msg
+
+    body = _random_text(2000, seed=5).encode()
+    (tmp_path / text.PROSE_FILE).write_bytes(gzip.compress(body))
+    with pytest.raises(DataMissingError, match="is not the english-prose text"):
+        text_split(cfg, "train")
+    monkeypatch.setattr(text, "PROSE_SHA256", hashlib.sha256(body).hexdigest())
+    train = text_split(cfg, "train")
+    same = load_split(tmp_path / text.PROSE_FILE, "train", shuffle_chunk=100)
+    assert np.array_equal(np.asarray(train), np.asarray(same)) and train.size == 1800
+
+    (tmp_path / text.PROSE_FILE).write_bytes(b"not gzip")
+    with pytest.raises(DataMissingError, match="cannot decompress"):
+        text_split(cfg, "valid")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # text8
 # ---------------------------------------------------------------------------------------------------------------

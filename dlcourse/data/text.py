@@ -57,6 +57,10 @@ __all__ = [
     "encode",
     "decode",
     "download_text8",
+    "PROSE_NAME",
+    "PROSE_FILE",
+    "PROSE_SHA256",
+    "prose_corpus_path",
     "Corpus",
     "prepare_corpus",
     "load_split",
@@ -77,6 +81,12 @@ TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
 TEXT8_ZIP_SHA256 = "a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232"  # text8.zip, 31,344,016 bytes
 TEXT8_SHA256 = "6e890197040d37d85beb962ae1f041ff1d9a9ca8d20c7d99c85027eebf51dca7"  # the unzipped file "text8"
 TEXT8_CHARS = 100_000_000
+# The course's prose corpus (the shipped *_prose checkpoints are trained on it): 11,671,497 characters of
+# public-domain English, Jane Austen's six novels, the King James Bible, the Jargon File and the BSD fortunes, in that
+# order, normalised like text8. It has no download: build it from the Debian packages named in `_prose_hint`.
+PROSE_NAME = "english-prose"
+PROSE_FILE = "english-prose-text8.txt.gz"
+PROSE_SHA256 = "3bfd9d00442efe22ba6b0d5ea2408c997c8b825443ee212ab020659f40ea0736"  # of the uncompressed text
 
 _CACHE_VERSION = 1
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -174,6 +184,34 @@ def _sha256_file(path: pathlib.Path, chunk: int = 1 << 22) -> str:
 def _text8_hint(target: pathlib.Path) -> str:
     return (f"download {TEXT8_URL} and unzip it so that the file {target} exists ({TEXT8_CHARS:,} bytes, "
             f"sha256 {TEXT8_SHA256})")
+
+
+def _prose_hint(target: pathlib.Path) -> str:
+    return (f"build it from the Debian packages r-cran-janeaustenr, bible-kjv-text, jargon-text and fortunes (the "
+            f"texts concatenated in that order, normalised with dlcourse.data.text.normalize_text, gzipped; sha256 "
+            f"of the text {PROSE_SHA256}) and put it at {target}, or train on --data text8 or the path of any text file")
+
+
+def prose_corpus_path(root: str | os.PathLike | None = None) -> pathlib.Path:
+    """The path of the verified prose corpus ``ROOT/english-prose-text8.txt.gz`` (what ``data="english-prose"``
+    trains on); a `DataMissingError` says how to build it when it is missing or is not the same text."""
+    target = (pathlib.Path(root).expanduser() if root is not None else data_root()) / PROSE_FILE
+    if not target.is_file():
+        raise DataMissingError(f"the {PROSE_NAME} corpus is not at {target}: " + _prose_hint(target))
+    import gzip
+
+    digest = hashlib.sha256()
+    try:
+        with gzip.open(target, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, EOFError) as exc:
+        raise DataMissingError(f"cannot decompress {target} ({_one_line(exc)}): " + _prose_hint(target)) from None
+    if digest.hexdigest() != PROSE_SHA256:
+        raise DataMissingError(f"{target} is not the {PROSE_NAME} text (sha256 {digest.hexdigest()[:12]}..., expected "
+                               f"{PROSE_SHA256[:12]}...): pass its path as --data to train on it anyway, or "
+                               + _prose_hint(target))
+    return target
 
 
 def _one_line(exc: BaseException) -> str:

@@ -1,5 +1,5 @@
 """The data of the text families: synthetic sources with a known entropy ("markov", "topics") and text corpora
-("text8" or a file, prepared by `dlcourse.data.text.prepare_corpus`)."""
+("text8", "english-prose" or a file, prepared by `dlcourse.data.text.prepare_corpus`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.text import load_split, spread_windows
+from ..data.text import PROSE_NAME, load_split, prose_corpus_path, spread_windows
 from .config import TextConfig
 from .markov import MarkovChain
 
@@ -32,11 +32,13 @@ def synthetic_source(cfg: TextConfig):
 
 
 def text_split(cfg: TextConfig, split: str):
-    """The token ids (uint8 memmap) of ``split`` of ``cfg.data`` ("text8" or a text file, possibly ``.gz``), prepared
-    by `dlcourse.data.text.prepare_corpus` (normalised like text8 if needed; see ``shuffle_chunk``)."""
+    """The token ids (uint8 memmap) of ``split`` of ``cfg.data`` ("text8", "english-prose" or a text file, possibly
+    ``.gz``), prepared by `dlcourse.data.text.prepare_corpus` (normalised like text8 if needed; see
+    ``shuffle_chunk``). A file literally named like one of the two corpora is reached as "./name"."""
     if cfg.data == "text8":
         return load_split("text8", split)
-    return load_split(Path(cfg.data).expanduser(), split, shuffle_chunk=cfg.shuffle_chunk or None)
+    path = prose_corpus_path() if cfg.data == PROSE_NAME else Path(cfg.data).expanduser()
+    return load_split(path, split, shuffle_chunk=cfg.shuffle_chunk or None)
 
 
 def eval_windows(cfg: TextConfig, n: int | None = None, split: str = "valid") -> torch.Tensor:
