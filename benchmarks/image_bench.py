@@ -8,7 +8,7 @@ error (sd / sqrt(sets)). FID depends on n, so every row uses the same n, and the
     python benchmarks/image_bench.py --part floors models      # each shipped 28x28 model against real images
     python benchmarks/image_bench.py --part pc                 # VE: predictor-corrector vs predictor-only, equal NFE
     python benchmarks/image_bench.py --part floors pc --n 250 --sets 4 --record   # ... and record the pooled figures
-    python benchmarks/image_bench.py --part bpd                # VP vs sub-VP test bits/dim, paired on the same images
+    python benchmarks/image_bench.py --part bpd --record       # VP vs sub-VP test bits/dim, paired on the same images
     python benchmarks/image_bench.py --part nfe --model sde_fashion_vp   # quality against NFE (lecture 05's figure)
 
 Parts:
@@ -24,7 +24,8 @@ Parts:
   entry, under the key ``dlcourse eval --quality --record`` uses, with the per-set standard errors.
 - ``bpd``: Table 2's pattern: test bits/dim of the VP and sub-VP models (same architecture, same steps) on the same
   ``--bpd-n`` test images with the same dequantisation noise, through the probability-flow ODE from t = 1e-5
-  (Hutchinson divergence); the paired difference has its own standard error.
+  (Hutchinson divergence); the paired difference has its own standard error. ``--record`` writes each model's
+  figure (as ``dlcourse eval sde --bpd --record`` does) and the difference into the sub-VP entry.
 - ``nfe``: quality of one model's PC, predictor-only, ancestral and probability-flow samplers against NFE.
 
 Each timing is taken once per set; the table prints seconds per set.
@@ -230,30 +231,32 @@ def part_nfe(judge, args) -> None:
 
 
 def part_bpd(args) -> None:
-    from dlcourse.data.sets import DATASETS, held_out
-    from dlcourse.sde.likelihood import image_bits_per_dim
+    import shlex
+    import sys
 
-    x = held_out("fashion-mnist", n=args.bpd_n)
-    print(f"\n# test bits/dim through the probability-flow ODE from t = 1e-5 (Hutchinson), first {len(x)} test images")
+    from dlcourse.checkpoint import update_manifest_metrics
+    from dlcourse.sde.family import evaluate_bpd
+
+    print(f"\n# test bits/dim through the probability-flow ODE from t = 1e-5 (Hutchinson), first {args.bpd_n} test "
+          "images, the same dequantisation noise and probes for both models")
     print(f"{'model':<28}{'bits/dim':>20}{'mean NFE':>10}{'seconds':>10}")
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     per_image = {}
     for name in (args.vp, args.subvp):
         model, cfg = load(name, "cpu")
         model.eval()
-        start = time.perf_counter()
-        g = torch.Generator().manual_seed(0)  # the same dequantisation noise and probes for both models
-        bpds, nfes = [], []
-        for chunk in x.split(args.batch):
-            bpd, nfe = image_bits_per_dim(model.sde, model, chunk, n_bins=DATASETS.get(cfg.data).levels,
-                                          generator=g, eps=1e-5, divergence="hutchinson")
-            bpds.append(bpd)
-            nfes.append(nfe)
-        per_image[name] = torch.cat(bpds).double()
-        b = per_image[name]
-        print(f"{name:<28}{b.mean():>11.4f} ± {b.std() / len(b) ** 0.5:.4f}{sum(nfes) / len(nfes):>10.0f}"
-              f"{time.perf_counter() - start:>10.0f}", flush=True)
+        res = evaluate_bpd(model, cfg, n=args.bpd_n, eps=1e-5, seed=0, batch_size=args.batch, per_image=True)
+        per_image[name] = res.pop("per_image").double()
+        print(f"{name:<28}{res['test_bpd']:>11.4f} ± {res['test_bpd_se']:.4f}{res['nfe']:>10.0f}"
+              f"{res['seconds']:>10.0f}", flush=True)
+        if args.record:  # the key and figures `dlcourse eval sde --bpd --record` writes
+            update_manifest_metrics(name, "bpd", res, command)
     d = per_image[args.subvp] - per_image[args.vp]
-    print(f"{'sub-VP minus VP (paired)':<28}{d.mean():>11.4f} ± {d.std() / len(d) ** 0.5:.4f}")
+    diff, se = float(d.mean()), float(d.std() / len(d) ** 0.5)
+    print(f"{'sub-VP minus VP (paired)':<28}{diff:>11.4f} ± {se:.4f}")
+    if args.record:
+        update_manifest_metrics(args.subvp, f"bpd minus {args.vp} (paired)",
+                                {"difference": diff, "difference_se": se, "n": float(len(d))}, command)
 
 
 def main() -> None:
@@ -275,7 +278,8 @@ def main() -> None:
     ap.add_argument("--classifier", default="fashion_classifier")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--record", action="store_true",
-                    help="--part pc: write the pooled figures (sets x n samples) into the VE model's manifest entry")
+                    help="--part pc: write the pooled figures (sets x n samples) into the VE model's manifest entry; "
+                         "--part bpd: each model's test bits/dim and the paired difference into their entries")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"# {torch.get_num_threads()} thread(s); judge: {args.classifier}")

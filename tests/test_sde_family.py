@@ -95,3 +95,21 @@ def test_shipped_28x28_models_predict_pure_noise_at_t_1(name):
         out = model.net(std.view(-1, 1, 1, 1) * z, t)
     rel = float(((out + z) ** 2).mean() / (z ** 2).mean())
     assert rel < 0.02, f"{name}: relative error {rel:.3f} of the predicted noise at t = 1"
+
+
+def test_image_bpd_per_image_is_paired_by_seed():
+    """``per_image=True`` gives the figures whose mean and standard error are ``test_bpd`` and ``test_bpd_se``, and
+    the same seed gives the same images, dequantisation noise and probes: the same model evaluated twice gives exactly the
+    same figures (what makes the VP / sub-VP difference of image_bench --part bpd a paired one), while
+    another seed moves each image's figure."""
+    from dlcourse.sde.family import evaluate_bpd
+
+    model, cfg = load("sde_digits")
+    a = evaluate_bpd(model, cfg, n=4, seed=0, per_image=True)
+    b = evaluate_bpd(model, cfg, n=4, seed=0)
+    c = evaluate_bpd(model, cfg, n=4, seed=1, per_image=True)
+    assert a["per_image"].shape == (4,) and "per_image" not in b
+    assert abs(float(a["per_image"].mean()) - a["test_bpd"]) < 1e-6
+    assert abs(float(a["per_image"].std() / 2) - a["test_bpd_se"]) < 1e-6
+    assert (a["test_bpd"], a["test_bpd_se"]) == (b["test_bpd"], b["test_bpd_se"])
+    assert float((a["per_image"] - c["per_image"]).abs().min()) > 0

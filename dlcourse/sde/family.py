@@ -179,10 +179,13 @@ def sample_sde(model: ScoreModel, cfg: SDEConfig, n: int, *, sampler: str = "pc"
 
 
 def evaluate_bpd(model: ScoreModel, cfg: SDEConfig, *, n: int | None = None, divergence: str | None = None,
-                 eps: float | None = None, seed: int = 0, batch_size: int = 100) -> dict[str, float]:
+                 eps: float | None = None, seed: int = 0, batch_size: int = 100, per_image: bool = False
+                 ) -> dict[str, float]:
     """Test-split negative log-likelihood through the probability-flow ODE from ``eps`` (default the SDE's t_min,
     1e-5): bits/dim with uniform dequantisation for images (Hutchinson divergence by default), nats per point and
-    the true value for toys (exact divergence). Returns the metrics, with the mean NFE and the number of points."""
+    the true value for toys (exact divergence). Returns the metrics, with the mean NFE and the number of points;
+    for images with ``per_image=True`` also ``"per_image"``, the tensor of each test image's bits/dim (two models
+    evaluated with the same seed see the same images, dequantisation noise and probes, so they can be paired)."""
     from ..train import Distributed
 
     device = next(model.parameters()).device
@@ -215,6 +218,8 @@ def evaluate_bpd(model: ScoreModel, cfg: SDEConfig, *, n: int | None = None, div
         nfe = group.gather(torch.tensor(nfes))
         out = {"test_bpd": float(bpd.mean()), "test_bpd_se": float(bpd.std() / len(bpd) ** 0.5),
                "nfe": float(nfe.mean()), "n": float(x.shape[0])}
+        if per_image:
+            out["per_image"] = bpd
     out["eps"] = eps
     out["seconds"] = round(time.perf_counter() - start, 2)
     return out
