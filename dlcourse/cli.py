@@ -46,12 +46,14 @@ def _versions() -> list[tuple[str, str]]:
 
 def _dataset_files(root: Path) -> dict[str, Path]:
     """Where torchvision (and our text code) keep each dataset under the data root; one file stands for each."""
+    from .data.text import PROSE_FILE, PROSE_NAME
+
     return {
         "mnist": root / "MNIST" / "raw" / "train-images-idx3-ubyte",
         "fashion-mnist": root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte",
         "cifar10": root / "cifar-10-batches-py" / "data_batch_1",
         "text8": root / "text8" / "text8",
-        "english-prose": root / "english-prose-text8.txt.gz",
+        PROSE_NAME: root / PROSE_FILE,
     }
 
 
@@ -86,8 +88,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         ok = path.exists()
         rows.append(("data", name, "ok" if ok else f"missing ({path.parent})"))
         if not ok:
-            how = "has no download: see README 'Data' to build it" if name == "english-prose" else "downloaded on first use"
-            missing.append(f"dataset {name}: {how}, or place it by hand in {path.parent}")
+            if name == "english-prose":  # dlcourse.data.text.PROSE_NAME
+                missing.append(f"dataset {name} (no download; see README 'Data'): {path}")
+            else:
+                missing.append(f"dataset {name}: downloaded on first use, or place it by hand in {path.parent}")
 
     entries = read_manifest()
     rows.append(("checkpoints", "folder", str(SHIPPED_DIR)))

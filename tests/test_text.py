@@ -201,7 +201,7 @@ def test_named_prose_corpus(tmp_path, monkeypatch):
     with pytest.raises(DataMissingError) as err:
         text_split(cfg, "train")
     msg = str(err.value)
-    assert "\n" not in msg and "bible-kjv-text" in msg and str(tmp_path / text.PROSE_FILE) in msg
+    assert "\n" not in msg and "README 'Data'" in msg and str(tmp_path / text.PROSE_FILE) in msg
 
     body = _random_text(2000, seed=5).encode()
     (tmp_path / text.PROSE_FILE).write_bytes(gzip.compress(body))

@@ -83,7 +83,7 @@ TEXT8_SHA256 = "6e890197040d37d85beb962ae1f041ff1d9a9ca8d20c7d99c85027eebf51dca7
 TEXT8_CHARS = 100_000_000
 # The course's prose corpus (the shipped *_prose checkpoints are trained on it): 11,671,497 characters of
 # public-domain English, Jane Austen's six novels, the King James Bible, the Jargon File and the BSD fortunes, in that
-# order, normalised like text8. It has no download: build it from the Debian packages named in `_prose_hint`.
+# order, normalised like text8. It has no download (see `prose_corpus_path`).
 PROSE_NAME = "english-prose"
 PROSE_FILE = "english-prose-text8.txt.gz"
 PROSE_SHA256 = "3bfd9d00442efe22ba6b0d5ea2408c997c8b825443ee212ab020659f40ea0736"  # of the uncompressed text
@@ -186,18 +186,19 @@ def _text8_hint(target: pathlib.Path) -> str:
             f"sha256 {TEXT8_SHA256})")
 
 
-def _prose_hint(target: pathlib.Path) -> str:
-    return (f"build it from the Debian packages r-cran-janeaustenr, bible-kjv-text, jargon-text and fortunes (the "
-            f"texts concatenated in that order, normalised with dlcourse.data.text.normalize_text, gzipped; sha256 "
-            f"of the text {PROSE_SHA256}) and put it at {target}, or train on --data text8 or the path of any text file")
-
-
 def prose_corpus_path(root: str | os.PathLike | None = None) -> pathlib.Path:
     """The path of the verified prose corpus ``ROOT/english-prose-text8.txt.gz`` (what ``data="english-prose"``
-    trains on); a `DataMissingError` says how to build it when it is missing or is not the same text."""
+    trains on); a one-line `DataMissingError` when it is missing, unreadable or another text.
+
+    The file was assembled for this course from four Debian packages (r-cran-janeaustenr, bible-kjv-text,
+    jargon-text, fortunes; see README 'Data'); no script here rebuilds it byte for byte, so the ``*_prose``
+    figures reproduce with that file (checked by the sha256 of its text, ``PROSE_SHA256``) and elsewhere one trains
+    on text8 or on one's own text with ``--data FILE``.
+    """
     target = (pathlib.Path(root).expanduser() if root is not None else data_root()) / PROSE_FILE
+    hint = "see README 'Data', or train on --data text8 or --data FILE"
     if not target.is_file():
-        raise DataMissingError(f"the {PROSE_NAME} corpus is not at {target}: " + _prose_hint(target))
+        raise DataMissingError(f"the {PROSE_NAME} corpus is not at {target}: {hint}")
     import gzip
 
     digest = hashlib.sha256()
@@ -206,11 +207,10 @@ def prose_corpus_path(root: str | os.PathLike | None = None) -> pathlib.Path:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
     except (OSError, EOFError) as exc:
-        raise DataMissingError(f"cannot decompress {target} ({_one_line(exc)}): " + _prose_hint(target)) from None
+        raise DataMissingError(f"cannot decompress {target} ({_one_line(exc)}): {hint}") from None
     if digest.hexdigest() != PROSE_SHA256:
-        raise DataMissingError(f"{target} is not the {PROSE_NAME} text (sha256 {digest.hexdigest()[:12]}..., expected "
-                               f"{PROSE_SHA256[:12]}...): pass its path as --data to train on it anyway, or "
-                               + _prose_hint(target))
+        raise DataMissingError(f"{target} is not the {PROSE_NAME} text (its sha256 differs): pass its path as "
+                               "--data to train on it as a file of its own")
     return target
 
 

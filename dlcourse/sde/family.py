@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -180,7 +180,7 @@ def sample_sde(model: ScoreModel, cfg: SDEConfig, n: int, *, sampler: str = "pc"
 
 def evaluate_bpd(model: ScoreModel, cfg: SDEConfig, *, n: int | None = None, divergence: str | None = None,
                  eps: float | None = None, seed: int = 0, batch_size: int = 100, per_image: bool = False
-                 ) -> dict[str, float]:
+                 ) -> dict[str, Any]:
     """Test-split negative log-likelihood through the probability-flow ODE from ``eps`` (default the SDE's t_min,
     1e-5): bits/dim with uniform dequantisation for images (Hutchinson divergence by default), nats per point and
     the true value for toys (exact divergence). Returns the metrics, with the mean NFE and the number of points;
