@@ -213,7 +213,7 @@ for name, run in [("reverse SDE", sde_run), ("ODE, 40 recorded stops", ode_run),
 #
 # Nothing above was specific to 2-D. The shipped `sde_fashion_vp` model is a 1M-parameter U-Net trained with the
 # continuous-time DSM loss (eq. 7) on Fashion-MNIST (28x28) under the same VP SDE, with
-# $s_\theta(x, t) = \text{net}(x, t) / \sigma_t$ (4000 steps of 64 images on one CPU thread, about 70 minutes: the
+# $s_\theta(x, t) = \text{net}(x, t) / \sigma_t$ (6000 steps of 64 images on one CPU thread, about 105 minutes: the
 # command is in its manifest entry). We run the
 # predictor-corrector sampler of lecture 05 with 100 steps, record the batch every 5 steps, and finish with the
 # denoising step of lecture 05 (the last frame, $t = 0$). Drag the slider: the garments appear late, in the last

@@ -165,10 +165,10 @@ print(f"sub-VP minus VP on the same {paired['n']:.0f} images, noise and probes: 
 
 # %% [markdown]
 # Song et al. (2021, Table 2) found sub-VP's bits/dim below VP's at the same network and budget (3.05 against 3.21 on
-# CIFAR-10). Our two 28x28 models are trained alike (4000 steps each, far short of the paper's 1.3M) and show the
+# CIFAR-10). Our two 28x28 models are trained alike (6000 steps each, far short of the paper's 1.3M) and show the
 # same order. Each model's own error bar (how much the figure would move on other test images) is larger than the
 # gap, but both were measured on the same images with the same dequantisation noise and probes, so the difference
-# has its own, much smaller, error bar (the standard error of the per-image differences): the gap is about five of
+# has its own, much smaller, error bar (the standard error of the per-image differences): the gap is about seven of
 # them. The VE model had another budget (3000 steps) and was measured on fewer images (100), so its figure is not a
 # comparison of SDEs; the paper's Table 2 has no VE rows.
 
