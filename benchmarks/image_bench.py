@@ -172,8 +172,10 @@ def part_models(judge, args, real) -> None:
         model, cfg = load(name, "cpu")
         model.eval()
         is_sde = not isinstance(cfg, NCSNConfig)
-        res = sde_sets(model, cfg, judge, args, args.sampler, args.steps) if is_sde else ncsn_sets(model, cfg, judge,
-                                                                                                     args)
+        if is_sde:
+            res = sde_sets(model, cfg, judge, args, args.sampler, args.steps)
+        else:
+            res = ncsn_sets(model, cfg, judge, args)
         for key in ("raw", "denoised"):
             row(f"{name} ({'final denoising' if key == 'denoised' else 'no final denoising'})",
                 res["nfe"] + (key == "denoised"), *res[key], res["secs"])

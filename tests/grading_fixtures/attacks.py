@@ -306,7 +306,7 @@ import signal
 note("kill parent", lambda: os.kill(os.getppid(), signal.SIGKILL))
 note("kill all", lambda: os.kill(-1, signal.SIGKILL))
 # kill() returns before the zygote is gone, and the worker dies with it (PR_SET_PDEATHSIG) only once it is: without
-# this wait a loaded machine lets the worker reply first. A worker still alive after it outlived its zygote.
+# this wait a loaded machine lets the worker reply first. A worker alive after the wait has outlived its zygote.
 note("outlive the zygote", lambda: time.sleep(10))
 ''', True, SANDBOX),
     # -- processes without switching the hook off ---------------------------------------------------------------
