@@ -13,9 +13,9 @@ point of the frontier (`measure_point`) is timed twice at a given batch size and
 The roofline (`Roofline`). A network call on ``n`` positions costs FLOPs ≈ 2 P n + 4 layers · dim · n · context
 (the weight matmuls and attention) and moves bytes ≈ weights + keys/values read. On this CPU the time per call is
 fitted as a + b · FLOPs (a: the per-call overhead of the Python and kernel dispatch, 1/b: the sustained FLOP rate)
-from measured calls of every size; on a GPU it is predicted as launch overhead + max(FLOPs / (u · peak),
-bytes / bandwidth) from data-sheet peaks, with the utilisation u and the launch overhead stated. Summing over the
-calls a sampler makes gives its tokens per second: a prediction until measured on the device.
+from measured calls of every size, in relative error; on a GPU it is predicted as launch overhead +
+max(FLOPs / (u · peak), bytes / bandwidth) from data-sheet peaks, with the utilisation u and the launch overhead
+stated. Summing over the calls a sampler makes gives its tokens per second: a prediction until measured on the device.
 """
 
 from __future__ import annotations
@@ -164,11 +164,13 @@ class Roofline:
     b: float = 0.0   #: seconds per FLOP (fitted)
 
     def fit(self, calls: list[Call], seconds: list[float]) -> "Roofline":
-        """Least squares of t = a + b · FLOPs over measured calls."""
+        """Least squares of t = a + b · FLOPs over measured calls, in relative error: each residual is divided by its
+        measured time. The calls span three decades of FLOPs; in absolute seconds the largest calls would decide both
+        coefficients and leave the overhead a (the whole cost of a one-position call) to their noise."""
         x = torch.tensor([call_flops(c, self.params, self.layers, self.dim) for c in calls], dtype=torch.float64)
         y = torch.tensor(seconds, dtype=torch.float64)
-        design = torch.stack([torch.ones_like(x), x], 1)
-        sol = torch.linalg.lstsq(design, y[:, None]).solution[:, 0]
+        design = torch.stack([torch.ones_like(x), x], 1) / y[:, None]
+        sol = torch.linalg.lstsq(design, torch.ones_like(y)[:, None]).solution[:, 0]
         self.a, self.b = float(sol[0]), float(sol[1])
         return self
 
