@@ -107,3 +107,40 @@ def test_help_imports_neither_torch_nor_any_family():
             "heavy = [m for m in sys.modules if m == 'torch' or m.endswith('.family')]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+# ARCHITECTURE.md's layers: below the families (layer 6) nothing imports the registry, a family or the top-level
+# `load` (which is the registry's); the two measurement modules that sit at layer 6 are named there.
+AT_LAYER_6 = {"registry.py", "cli.py", "notebooks.py", "__init__.py", "__main__.py", "discrete/frontier.py",
+              "quality/metrics.py"}
+
+
+def _imports_of(path: Path) -> set[str]:
+    """Absolute module names (and ``module.name`` for ``from module import name``) that a source file imports."""
+    import ast
+
+    package = ".".join(("dlcourse",) + path.relative_to(PACKAGE).parent.parts)
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            out.add(module)
+            out.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+    return out
+
+
+def test_nothing_below_the_families_imports_one():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        # a package's __init__ may re-export its own family (`dlcourse.score` names the ncsn family's helpers)
+        if rel in AT_LAYER_6 or rel.endswith(("family.py", "/__init__.py")) or rel.startswith("grading/"):
+            continue
+        bad = {m for m in _imports_of(path) if m in ("dlcourse.registry", "dlcourse.load")
+               or m.startswith("dlcourse.registry.") or m.split(".")[-1] == "family" and m != "dlcourse.family"}
+        if bad:
+            offenders.append(f"{rel}: {sorted(bad)}")
+    assert not offenders, "imports up the layers of ARCHITECTURE.md:\n  " + "\n  ".join(offenders)
