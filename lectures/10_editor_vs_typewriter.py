@@ -292,8 +292,8 @@ def draw(kind, steps, seed):
             out, secs = timed(lambda: ar_sample(ar, 2, L, generator=g))
         else:
             out, secs = timed(lambda: generate(*models[kind], 2, L, steps, generator=g))
-        seen[key] = (f"{kind}, {out.nfe} network calls, {2 * L / secs:.0f} characters/s, AR-judged perplexity "
-                     f"{generative_perplexity(ar, out.tokens, MASK_ID):.1f} (these 2 samples)\n"
+        seen[key] = (f"{kind}, {out.nfe} network calls, {2 * L / secs:.0f} characters/s,\nAR-judged perplexity "
+                     f"{generative_perplexity(ar, out.tokens, MASK_ID):.1f} (of these two samples)\n"
                      + "\n".join("    " + line for line in decode(out.tokens)))
     return seen[key]
 
