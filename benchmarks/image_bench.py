@@ -26,7 +26,8 @@ Parts:
 - ``bpd``: Table 2's pattern: test bits/dim of the VP and sub-VP models (same architecture, same steps) on the same
   ``--bpd-n`` test images with the same dequantisation noise, through the probability-flow ODE from t = 1e-5
   (Hutchinson divergence); the paired difference has its own standard error. ``--record`` writes each model's
-  figure (as ``dlcourse eval sde --bpd --record`` does) and the difference into the sub-VP entry.
+  figure (as ``dlcourse eval sde --bpd --record`` does) and the difference into the sub-VP entry. ``--subvp
+  sde_fashion_ve`` pairs the VE model with VP the same way.
 - ``nfe``: quality of one model's PC, predictor-only, ancestral and probability-flow samplers against NFE.
 
 Each timing is taken once per set; the table prints seconds per set.
@@ -262,7 +263,7 @@ def part_bpd(args) -> None:
             update_manifest_metrics(name, "bpd", res, command)
     d = per_image[args.subvp] - per_image[args.vp]
     diff, se = float(d.mean()), float(d.std() / len(d) ** 0.5)
-    print(f"{'sub-VP minus VP (paired)':<28}{diff:>11.4f} ± {se:.4f}")
+    print(f"{args.subvp + ' minus ' + args.vp:<28}{diff:>11.4f} ± {se:.4f} (paired)")
     if args.record:
         update_manifest_metrics(args.subvp, f"bpd minus {args.vp} (paired)",
                                 {"difference": diff, "difference_se": se, "n": float(len(d))}, command)
@@ -284,7 +285,8 @@ def main() -> None:
     ap.add_argument("--model", default="sde_fashion_vp", help="the model of --part nfe")
     ap.add_argument("--ve", default="sde_fashion_ve")
     ap.add_argument("--vp", default="sde_fashion_vp")
-    ap.add_argument("--subvp", default="sde_fashion_subvp")
+    ap.add_argument("--subvp", default="sde_fashion_subvp",
+                    help="--part bpd: the model compared with --vp (its paired difference goes into its entry)")
     ap.add_argument("--bpd-n", type=int, default=200, help="test images for --part bpd")
     ap.add_argument("--classifier", default="fashion_classifier")
     ap.add_argument("--threads", type=int, default=2)
