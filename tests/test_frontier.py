@@ -48,6 +48,7 @@ def test_call_flops_equal_pytorchs_count_for_a_kv_cached_step(context):
     ("mdlm_topics", SamplerSpec("mdlm", "mdlm", {"steps": 16, "confidence": True})),
     ("bd3_topics_b4", SamplerSpec("bd3", "bd3-b4", {"steps": 2, "confidence": True})),
     ("bd3_topics_b4", SamplerSpec("bd3", "bd3-b4", {"steps": 4, "confidence": True})),
+    ("sedd_topics", SamplerSpec("sedd", "sedd", {"steps": 16, "method": "tweedie"})),
 ])
 def test_sampler_calls_are_the_calls_the_sampler_makes(name, spec):
     from dlcourse.discrete.frontier import _family_of
@@ -99,3 +100,17 @@ def test_calibrate_measures_every_size_once():
     calls, secs = calibrate(net, 16, sizes=((1, 1), (2, 8)), repeats=3)
     assert calls == [Call(1, 1, 1), Call(16, 8, 2)]
     assert all(s > 0 and math.isfinite(s) for s in secs)
+
+
+def test_a_point_reports_the_calls_of_the_run_it_times():
+    # a threshold sampler's call count varies from run to run: the rate and the count must come from the same run
+    from dlcourse.discrete.frontier import measure_point
+
+    model, cfg = load("mdlm_topics")
+    row = measure_point(SamplerSpec("t", "mdlm", {"threshold": 0.8}), model, cfg, batch=1, n_quality=2,
+                        score=lambda tokens: {"n": len(tokens)})
+    assert len(row["tokens_per_s_runs"]) == len(row["nfe_runs"]) == 5
+    fastest = max(range(5), key=row["tokens_per_s_runs"].__getitem__)
+    assert row["tokens_per_s"] == row["tokens_per_s_runs"][fastest]
+    assert row["nfe"] == row["nfe_runs"][fastest] and 1 <= row["nfe"] <= cfg.seq_len
+    assert row["n"] == 2
