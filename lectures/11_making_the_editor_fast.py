@@ -282,12 +282,23 @@ print(f"CPU model / measured: {ratios.min():.2f} to {ratios.max():.2f}, median {
 
 # %% [markdown]
 # Read the two CPU columns together, with the last line: a straight line fitted to calls of one network, timed apart
-# from any sampler, predicts every sampler's rate within a factor of two either way, most of them within a quarter,
-# and mostly from above. It counts network calls only, while a sampler's step also draws its characters, updates its
-# masks and (AR and BD3) appends every layer's keys and values to the cache; and on a shared machine the time of the
-# same call, and of the same sampler, moves by tens of percent from one run to the next (run this cell twice). The
-# overhead on the first line is large for one position through three layers: a hundred small kernels, each paying
-# Python's dispatch. On a GPU the same extra work is more kernel launches, so read the GPU columns as an upper bound.
+# from any sampler, predicts every sampler's rate within a factor of two either way, most of them within a quarter. It
+# counts network calls only, while a sampler's step also draws its characters, updates its masks and (AR and BD3)
+# appends every layer's keys and values to the cache; and on a shared machine the time of the same call, and of the
+# same sampler, moves by tens of percent from one run to the next (run this cell twice). The overhead on the first
+# line is large for one position through three layers: a hundred small kernels, each paying Python's dispatch. On a
+# GPU the same extra work is more kernel launches, so read the GPU columns as an upper bound.
+
+# %% [markdown]
+# Batch 16 (many users at once) turns the CPU's answer further towards the typewriter.
+# `python benchmarks/text_bench.py --part frontier` measures it: on this CPU the typewriter writes about nine times as
+# many characters per second at batch 16 as at batch 1, because its one-position calls were almost all overhead, while
+# the editors gain 1.4 to 6 times, because each of their calls already carried 64 positions and the CPU was busy
+# computing. At batch 16 every editor here is slower than the typewriter; the fastest, BD3 with blocks of 4 and one
+# step per block (the one that writes nonsense), by about a tenth. The GPU column says the opposite would happen on an
+# H100: sixteen sequences of 64 positions are still far below what it computes in one launch, so the editor's calls
+# stay as cheap as the typewriter's, and an editor's speed-up is again its characters per call. That is a prediction,
+# until it is measured on one.
 
 # %% [markdown]
 # ## Watch a block-by-block generation
