@@ -196,12 +196,15 @@ def test_named_prose_corpus(tmp_path, monkeypatch):
     from dlcourse.discrete.config import TextConfig
     from dlcourse.discrete.data import text_split
 
+    from dlcourse.registry import family
+
     monkeypatch.setenv("DLCOURSE_DATA", str(tmp_path))
     cfg = TextConfig(kind="ar", data="english-prose", shuffle_chunk=100)
-    with pytest.raises(DataMissingError) as err:
-        text_split(cfg, "train")
-    msg = str(err.value)
-    assert "\n" not in msg and "README 'Data'" in msg and str(tmp_path / text.PROSE_FILE) in msg
+    for find in (lambda: text_split(cfg, "train"), lambda: family("ar").train_data(cfg)):  # what `train` calls
+        with pytest.raises(DataMissingError) as err:
+            find()
+        msg = str(err.value)
+        assert "\n" not in msg and "README 'Data'" in msg and str(tmp_path / text.PROSE_FILE) in msg
 
     body = _random_text(2000, seed=5).encode()
     (tmp_path / text.PROSE_FILE).write_bytes(gzip.compress(body))
@@ -211,6 +214,8 @@ def test_named_prose_corpus(tmp_path, monkeypatch):
     train = text_split(cfg, "train")
     same = load_split(tmp_path / text.PROSE_FILE, "train", shuffle_chunk=100)
     assert np.array_equal(np.asarray(train), np.asarray(same)) and train.size == 1800
+    batch = family("ar").train_data(cfg)(torch.Generator().manual_seed(0), 4)  # the training loop's batches
+    assert batch.shape == (4, cfg.seq_len)
 
     (tmp_path / text.PROSE_FILE).write_bytes(b"not gzip")
     with pytest.raises(DataMissingError, match="cannot decompress"):
