@@ -67,7 +67,7 @@ def _fails_with(args, capsys, message: str) -> None:
 
 def test_bad_input_is_one_line(tmp_path, capsys):
     _fails_with(["train", "ar", "--data", str(tmp_path / "missing.txt"), "--out", str(tmp_path / "r")], capsys,
-                "is not markov, topics, text8 or an existing text file")
+                "is not markov, topics, text8, english-prose or an existing text file")
     with pytest.raises(DlcourseError, match="absorbing"):
         TextConfig(kind="mdlm", noise=PRESETS["mdlm"].get("toy").noise.__class__(graph="uniform"))
     export = tmp_path / "ar.safetensors"
