@@ -170,10 +170,10 @@ ax.axis("off")
 plt.show()
 
 # %% [markdown]
-# The VP and sub-VP models (6000 training steps each, as the VE model) tell the other half of the story. Their recorded figures: at
-# 101 NFE one set of 500 samples per sampler (compare these lines with one another), and for the best sampler of
-# each at 201 NFE four sets of 250 pooled, with the per-set standard error, as the VE lines above and the floors
-# are (n = 1000), against the bar of this course's check: 85% of real training images' classifier score.
+# The VP and sub-VP models (6000 training steps each, as the VE model) tell the other half of the story. Their
+# recorded figures: at 101 NFE one set of 500 samples per sampler (compare these lines with one another), and for the
+# best sampler of each at 201 NFE four sets of 250 pooled, with the per-set standard error, as the VE lines above and
+# the floors are (n = 1000), against the bar of this course's check: 85% of real training images' classifier score.
 
 # %%
 bar = 0.85 * floors["real_classifier_score"]

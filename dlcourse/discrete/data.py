@@ -11,9 +11,10 @@ from ..data.text import PROSE_NAME, load_split, prose_corpus_path, spread_window
 from .config import TextConfig
 from .markov import MarkovChain
 
-__all__ = ["SYNTHETIC", "markov_chain", "synthetic_source", "text_split", "eval_windows"]
+__all__ = ["SYNTHETIC", "NAMED", "markov_chain", "synthetic_source", "text_split", "eval_windows"]
 
 SYNTHETIC = ("markov", "topics")
+NAMED = (*SYNTHETIC, "text8", PROSE_NAME)  #: the data a config may name; anything else must be a text file
 
 
 def markov_chain(cfg: TextConfig) -> MarkovChain:

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from ..data.text import MASK_ID, PROSE_NAME, VOCAB_SIZE, ChunkSampler, decode
+from ..data.text import MASK_ID, VOCAB_SIZE, ChunkSampler, decode
 from ..errors import ConfigError
 from ..registry import Family, SampleOutput
 from ..utils import count_parameters, log
 from .config import PRESETS, TextConfig
-from .data import SYNTHETIC, eval_windows, synthetic_source, text_split
+from .data import NAMED, SYNTHETIC, eval_windows, synthetic_source, text_split
 from .graphs import Graph, make_graph
 from .losses import ar_loss, mdlm_loss, sedd_loss
 from .schedules import Schedule, make_schedule
@@ -62,8 +62,8 @@ class TextFamily(Family):
                            cond_dim=m.cond_dim, fused=m.fused, exact_gelu=m.exact_gelu)
 
     def train_data(self, cfg: TextConfig):
-        if cfg.data not in (*SYNTHETIC, "text8", PROSE_NAME) and not Path(cfg.data).expanduser().is_file():
-            raise ConfigError(f"data {cfg.data!r} is not markov, topics, text8, {PROSE_NAME} or an existing text file")
+        if cfg.data not in NAMED and not Path(cfg.data).expanduser().is_file():
+            raise ConfigError(f"data {cfg.data!r} is not {', '.join(NAMED)} or an existing text file")
         if cfg.data in SYNTHETIC:
             source = synthetic_source(cfg)
             return lambda generator, n: source.sample(n, cfg.seq_len, generator)
