@@ -4,10 +4,11 @@
    SEDD-absorbing and SEDD-uniform with the same small transformer and budget, and report each one's held-out bits
    per character (the diffusion models' NELBO bound, the AR model's exact value) beside the chain's entropy: every
    model must land above it, and the papers' text8 ordering is AR < masked < uniform.
-2. ``sampling``: with the shipped checkpoints (``mdlm_prose``, ``sedd_prose``, ``ar_prose``; or ``--checkpoints
-   DIR`` holding ``{kind}_prose.safetensors``), tokens per second of each sampler at each step count, beside the AR
-   model with and without its KV cache, and the AR-judged perplexity per character of the samples (lower = more
-   like the judge's training text; the AR model's own samples are judged by itself, which favours them). On the
+2. ``sampling``: with the shipped checkpoints (``mdlm_prose``, ``sedd_prose``, ``ar_prose``, the judge
+   ``ar_judge_prose``; or ``--checkpoints DIR`` holding ``{name}_prose.safetensors``), tokens per second of each
+   sampler at each step count, beside the AR model with and without its KV cache, and the judge's perplexity per
+   character of the samples (lower = more like the judge's training text; the judge is a larger AR model that
+   none of the samplers is, so it favours none of them). On the
    absorbing graph with the log-linear schedule, SEDD's Euler and Tweedie steps are the same distribution
    (e^{σ̄_t - σ̄_s} - 1 = σ(t)(t - s) exactly), so they draw identical samples from the same generator.
 3. ``throughput``: training tokens per second of each model (on a GPU also with bf16 and torch.compile).
@@ -17,6 +18,9 @@
    their samples under the source and their diversity; then the roofline fitted on this machine, its check against
    the measured CPU points, and its prediction for an H100 / H200. Models: the shipped ``*_topics`` checkpoints, or
    ``--checkpoints DIR`` holding run folders ``ar-topics``, ``mdlm-topics``, ``bd3-topics-b{4,8,16}``, ``sedd-topics``.
+   With ``--bed prose`` (the default runs both) the same frontier on prose with the four ``*_prose`` models (BD3
+   with blocks of 8), scored by the judge ``ar_judge_prose`` (perplexity per character) and by distinct 4-grams
+   relative to held-out text of the test split.
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/text_bench.py --part markov sampling throughput
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text_bench.py --part frontier --out runs/frontier.json
@@ -87,22 +91,23 @@ def bench_markov(steps: int, device: torch.device) -> list[dict]:
     return rows
 
 
-def _load(kind: str, checkpoints: Path | None, device: torch.device):
-    src = checkpoints / f"{kind}_prose.safetensors" if checkpoints else f"{kind}_prose"
-    return family(kind).load(src, device)
+def _load(name: str, checkpoints: Path | None, device: torch.device):
+    src = checkpoints / f"{name}_prose.safetensors" if checkpoints else f"{name}_prose"
+    return family(name.split("_")[0]).load(src, device)
 
 
 def bench_sampling(device: torch.device, checkpoints: Path | None, length: int, batch: int,
                    step_counts: list[int], judge_samples: int) -> list[dict]:
     ar, ar_cfg = _load("ar", checkpoints, device)
+    judge_model, _ = _load("ar_judge", checkpoints, device)
     rows = []
 
     def judge(kind_cfg, model, n, **kw):
-        """AR-judged perplexity per character of n samples (drawn in batches of ``batch``)."""
+        """The judge's perplexity per character of n samples (drawn in batches of ``batch``)."""
         g = torch.Generator(device=device).manual_seed(1)
         toks = torch.cat([generate(model, kind_cfg, batch, length, generator=g, **kw).tokens
                           for _ in range(math.ceil(n / batch))])
-        return generative_perplexity(ar, toks[:n], MASK_ID)
+        return generative_perplexity(judge_model, toks[:n], MASK_ID)
 
     for use_cache in (True, False):
         g = torch.Generator(device=device).manual_seed(0)
@@ -137,7 +142,7 @@ def bench_sampling(device: torch.device, checkpoints: Path | None, length: int, 
     # the judge's perplexity of real held-out text: the floor a perfect sampler would reach
     held_out = eval_windows(ar_cfg, 256).to(device)
     rows.append({"sampler": "held-out text", "steps": "", "nfe": "", "tokens_per_s": float("nan"),
-                 "ar_ppl": 2 ** ar_bpc(ar, held_out, MASK_ID)})
+                 "ar_ppl": 2 ** ar_bpc(judge_model, held_out, MASK_ID)})
     return rows
 
 
@@ -171,14 +176,19 @@ def bench_throughput(device: torch.device, checkpoints: Path | None, steps: int)
 
 TESTBED_MODELS = {"ar": "ar_topics", "mdlm": "mdlm_topics", "bd3-b4": "bd3_topics_b4", "bd3-b8": "bd3_topics_b8",
                   "bd3-b16": "bd3_topics_b16", "sedd": "sedd_topics"}
+# prose: the four shipped models of one size and budget (bd3 with blocks of 8, the cpu preset) and the judge
+PROSE_MODELS = {"ar": "ar_prose", "mdlm": "mdlm_prose", "bd3-b8": "bd3_prose", "sedd": "sedd_prose"}
+JUDGE = "ar_judge_prose"
 
 
-def _testbed_models(checkpoints: Path | None, device) -> dict:
+def _load_named(names: dict, checkpoints: Path | None, device, as_file: bool) -> dict:
+    """``kind -> (model, cfg)`` for the shipped ``names``, or from ``--checkpoints DIR`` (run folders named with
+    dashes for the test bed, ``NAME.safetensors`` exports for prose)."""
     from dlcourse import load
 
     models = {}
-    for kind, name in TESTBED_MODELS.items():
-        src = checkpoints / name.replace("_", "-") if checkpoints else name
+    for kind, name in names.items():
+        src = (checkpoints / (f"{name}.safetensors" if as_file else name.replace("_", "-"))) if checkpoints else name
         try:
             models[kind] = load(src, device)
         except Exception as exc:  # a missing model leaves its samplers out of the table, said in one line
@@ -186,34 +196,24 @@ def _testbed_models(checkpoints: Path | None, device) -> dict:
     return models
 
 
-def bench_frontier(device, checkpoints: Path | None, batches: list[int], n_quality: int) -> dict:
-    from dlcourse.discrete.frontier import Roofline, calibrate, measure_point, standard_samplers
-    from dlcourse.discrete.testbed import TopicLanguage, distinct_ngrams
+def _measure_frontier(models: dict, specs, batches: list[int], n_quality: int, score, rows: list[dict]) -> dict:
+    """Every sampler of ``specs`` whose model is present, at every batch size; then the roofline fitted on the AR
+    network (every model here has its size), checked against the measured points, and its GPU prediction."""
+    from dlcourse.discrete.frontier import Roofline, calibrate, measure_point
 
-    lang = TopicLanguage.random(seed=0)
-    models = _testbed_models(checkpoints, device)
-    length = next(iter(models.values()))[1].seq_len
-    real = lang.sample(n_quality, length, torch.Generator().manual_seed(7))
-    real_distinct = distinct_ngrams(real)
-
-    def score(tokens):
-        return {"nll_bits": lang.nll(tokens), "distinct4": distinct_ngrams(tokens) / real_distinct}
-
-    floor, floor_se = lang.window_nll(length)
-    rows = [{"sampler": "real text (the floor)", "nll_bits": floor, "nll_se": floor_se, "distinct4": 1.0}]
-    for spec in standard_samplers(length):
+    for spec in specs:
         if spec.kind not in models:
             continue
         model, cfg = models[spec.kind]
         for batch in batches:
             rows.append(measure_point(spec, model, cfg, batch, n_quality, score))
             print(json.dumps(rows[-1]), flush=True)
-    # the roofline: fitted on the AR network (every model here has its size), checked against the measured points
     ar_model, ar_cfg = models["ar"]
+    length = ar_cfg.seq_len
     params = sum(p.numel() for p in ar_model.parameters())
     roof = Roofline(params, ar_cfg.model.n_layers, ar_cfg.model.dim).fit(*calibrate(ar_model, length))
     predictions = []
-    for spec in standard_samplers(length):
+    for spec in specs:
         for batch in batches:
             point = [r for r in rows if r.get("sampler") == spec.label and r.get("batch") == batch]
             measured = [r["tokens_per_s"] for r in point]
@@ -228,11 +228,53 @@ def bench_frontier(device, checkpoints: Path | None, batches: list[int], n_quali
             "predictions": predictions}
 
 
+def bench_frontier(device, checkpoints: Path | None, batches: list[int], n_quality: int) -> dict:
+    """The exact test bed: each sampler's samples scored by their exact NLL under the source."""
+    from dlcourse.discrete.frontier import standard_samplers
+    from dlcourse.discrete.testbed import TopicLanguage, distinct_ngrams
+
+    lang = TopicLanguage.random(seed=0)
+    models = _load_named(TESTBED_MODELS, checkpoints, device, as_file=False)
+    length = models["ar"][1].seq_len
+    real = lang.sample(n_quality, length, torch.Generator().manual_seed(7))
+    real_distinct = distinct_ngrams(real)
+
+    def score(tokens):
+        return {"nll_bits": lang.nll(tokens), "distinct4": distinct_ngrams(tokens) / real_distinct}
+
+    floor, floor_se = lang.window_nll(length)
+    rows = [{"sampler": "real text (the floor)", "nll_bits": floor, "nll_se": floor_se, "distinct4": 1.0}]
+    return _measure_frontier(models, standard_samplers(length), batches, n_quality, score, rows)
+
+
+def bench_frontier_prose(device, checkpoints: Path | None, batches: list[int], n_quality: int) -> dict:
+    """Prose: each sampler's samples scored by the judge (``ar_judge_prose``, 5x the parameters of the models it
+    judges, trained longer), as perplexity per character, and their distinct 4-grams relative to held-out text."""
+    from dlcourse.discrete.frontier import standard_samplers
+    from dlcourse.discrete.testbed import distinct_ngrams
+
+    models = _load_named(PROSE_MODELS, checkpoints, device, as_file=True)
+    judge, _ = _load_named({"judge": JUDGE}, checkpoints, device, as_file=True)["judge"]
+    cfg = models["ar"][1]
+    real = eval_windows(cfg, n_quality, split="test").to(device)  # text no model has trained or been scored on
+    real_distinct = distinct_ngrams(real.cpu())
+
+    def score(tokens):
+        return {"judge_ppl": generative_perplexity(judge, tokens.to(device), MASK_ID),
+                "distinct4": distinct_ngrams(tokens) / real_distinct}
+
+    rows = [{"sampler": "held-out text (the floor)", **score(real.cpu())}]
+    bd3 = tuple(int(k.split("b")[-1]) for k in models if k.startswith("bd3"))
+    return _measure_frontier(models, standard_samplers(cfg.seq_len, bd3_blocks=bd3), batches, n_quality, score, rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--part", nargs="+", default=["markov", "sampling", "throughput"],
                    choices=["markov", "sampling", "throughput", "frontier"])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="frontier batch sizes")
+    p.add_argument("--bed", nargs="+", default=["testbed", "prose"], choices=["testbed", "prose"],
+                   help="frontier: on the exact test bed (true NLL) and/or on prose (the judge's perplexity)")
     p.add_argument("--quality-samples", type=int, default=256, help="frontier: samples scored per sampler")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
@@ -264,12 +306,14 @@ def main(argv: list[str] | None = None) -> None:
         results["throughput"] = bench_throughput(device, args.checkpoints, args.throughput_steps)
         print("\n" + _table(results["throughput"], ["model", "bf16", "compile", "batch", "seq_len", "tokens_per_s"]),
               flush=True)
-    if "frontier" in args.part:
-        results["frontier"] = bench_frontier(device, args.checkpoints, args.batches, args.quality_samples)
-        print("\n" + _table(results["frontier"]["points"], ["sampler", "batch", "nfe", "tokens_per_s", "nll_bits",
-                                                            "distinct4"]) + "\n", flush=True)
-        print(_table(results["frontier"]["predictions"], ["sampler", "batch", "cpu_measured", "cpu_predicted",
-                                                          "H100_predicted", "H200_predicted"]), flush=True)
+    for bed in args.bed if "frontier" in args.part else []:
+        key, bench, quality = {"testbed": ("frontier", bench_frontier, "nll_bits"),
+                               "prose": ("frontier_prose", bench_frontier_prose, "judge_ppl")}[bed]
+        results[key] = bench(device, args.checkpoints, args.batches, args.quality_samples)
+        print("\n" + _table(results[key]["points"], ["sampler", "batch", "nfe", "tokens_per_s", quality,
+                                                     "distinct4"]) + "\n", flush=True)
+        print(_table(results[key]["predictions"], ["sampler", "batch", "cpu_measured", "cpu_predicted",
+                                                   "H100_predicted", "H200_predicted"]), flush=True)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -78,3 +78,17 @@ def test_bad_input_is_one_line(tmp_path, capsys):
                 "can only continue a prefix")
     _fails_with(["sample", "mdlm", "--checkpoint", str(export), "--device", "cpu"], capsys, "not 'mdlm'")
     _fails_with(["sample", "mdlm", "--checkpoint", "no_such_model", "--device", "cpu"], capsys, "no shipped")
+
+
+def test_prose_presets_share_one_size_and_budget_and_the_judge_is_larger():
+    """The four *_prose models are compared at one size and one budget (lectures 10 and 11, text_bench --bed prose),
+    and the judge that scores their samples is none of them: at least 4x the AR model's parameters, trained longer."""
+    from dlcourse.registry import family
+
+    cfgs = {kind: PRESETS[kind].get("cpu") for kind in ("ar", "mdlm", "sedd", "bd3")}
+    assert len({(c.model.dim, c.model.n_layers, c.seq_len, c.train.steps, c.train.batch_size, c.train.lr)
+                for c in cfgs.values()}) == 1
+    judge = PRESETS["ar"].get("cpu-judge")
+    ar_params = sum(p.numel() for p in family("ar").build_model(cfgs["ar"]).parameters())
+    judge_params = sum(p.numel() for p in family("ar").build_model(judge).parameters())
+    assert judge_params >= 4 * ar_params and judge.train.steps > cfgs["ar"].train.steps
