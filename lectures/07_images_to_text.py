@@ -135,7 +135,7 @@ plt.show()
 # ## A trained model
 #
 # The shipped `sedd_prose` learned the concrete score on the absorbing graph from 10 million characters of
-# English prose (a 0.8M-parameter transformer, 1500 steps on one CPU thread; tiny, so expect English-looking nonsense). SEDD's
+# English prose (a 0.8M-parameter transformer, 4500 steps on one CPU thread; tiny, so expect English-looking nonsense). SEDD's
 # **Tweedie τ-leaping** sampler (Theorem 4.2) goes from all-mask to text in any number of steps:
 
 # %% tags=["nbval-ignore-output"]

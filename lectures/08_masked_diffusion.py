@@ -153,7 +153,7 @@ def ancestral_sampler(model, n, length, steps, generator):
 
 
 # %% [markdown]
-# Let us run it with the shipped MDLM, a 0.6M-parameter transformer trained for only 1500 steps on one CPU thread
+# Let us run it with the shipped MDLM, a 0.6M-parameter transformer trained for only 4500 steps on one CPU thread
 # on 10 million characters of public-domain English prose (`dlcourse train mdlm --preset cpu`; the exact command
 # and its held-out bits per character are in the manifest). That is a tiny budget: its samples have English
 # spacing and letter statistics but few real words. The papers' models (`--preset text8`, 85M parameters, a GPU

@@ -216,7 +216,7 @@ class SEDDFamily(DiffusionFamily):
 class ARFamily(TextFamily):
     name = "ar"
     causal = True
-    paper = "autoregressive character {net}: the typewriter baseline, or (4x larger or more) the judge of samples"
+    paper = "autoregressive character {net}"
 
     def loss(self, cfg: TextConfig):
         return lambda model, x: ar_loss(model, x, MASK_ID)
