@@ -24,6 +24,7 @@
 
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/text_bench.py --part markov sampling throughput
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text_bench.py --part frontier --out runs/frontier.json
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/text_bench.py --part frontier --bed prose --out runs/frontier_prose.json
     .venv/bin/python benchmarks/text_bench.py --device cuda --part sampling throughput
 
 Numbers go to stdout as Markdown tables and, with ``--out FILE``, to a JSON file.

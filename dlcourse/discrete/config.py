@@ -153,9 +153,9 @@ def _topics(kind: str, block: int = 16) -> TextConfig:
 
 def _cpu(kind: str, graph: str = "absorbing", judge: bool = False) -> TextConfig:
     # The shipped *_prose checkpoints, all of one size and one budget: ~0.6M parameters over 64-character windows of
-    # a text8-style corpus, 4500 steps of 32 windows (9.2M characters, about one pass over english-prose): 15 to 30
-    # minutes on one CPU thread (bd3 trains on 2L positions). The judge (``cpu-judge``, AR only): 4 blocks of width
-    # 256 (3.2M parameters, 5x) and 5500 steps, about an hour; it scores the samples of the others.
+    # a text8-style corpus, 4500 steps of 32 windows (9.2M characters, about one pass over english-prose): about 12
+    # minutes on one CPU thread, 23 for bd3 (it trains on 2L positions). The judge (``cpu-judge``, AR only): 4 blocks
+    # of width 256 (3.2M parameters, 5.3x) and 5500 steps, about an hour; it scores the samples of the others.
     return TextConfig(kind=kind, data="text8", seq_len=64, eval_windows=512, eval_times=8, shuffle_chunk=10_000,
                       block_size=8,
                       model=ModelConfig(dim=256 if judge else 128, n_layers=4 if judge else 3, n_heads=4,
@@ -196,8 +196,7 @@ PRESETS: dict[str, Presets[TextConfig]] = {
                     cpu=_cpu("sedd"), **{"cpu-uniform": _cpu("sedd", "uniform")}, text8=_text8("sedd"),
                     **{"text8-uniform": _text8("sedd", "uniform")}, reproduces=_text8_paper("sedd")),
     "ar": Presets("ar", toy=_toy("ar"), topics=_topics("ar"), cpu=_cpu("ar"), **{"cpu-judge": _cpu("ar", judge=True)},
-                  text8=_text8("ar"),
-                  reproduces=_text8_paper("ar")),
+                  text8=_text8("ar"), reproduces=_text8_paper("ar")),
     "bd3": Presets("bd3", toy=_toy("bd3"), topics=_topics("bd3"), **{f"topics-b{b}": _topics("bd3", b) for b in (4, 8)},
                    cpu=_cpu("bd3"), text8=_text8("bd3"), reproduces=_text8_paper("bd3")),
 }
