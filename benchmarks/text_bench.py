@@ -92,15 +92,22 @@ def bench_markov(steps: int, device: torch.device) -> list[dict]:
     return rows
 
 
-def _load(name: str, checkpoints: Path | None, device: torch.device):
-    src = checkpoints / f"{name}_prose.safetensors" if checkpoints else f"{name}_prose"
-    return family(name.split("_")[0]).load(src, device)
+JUDGE = "ar_judge_prose"  # the larger AR model that scores every prose sampler's text, its own siblings' included
+
+
+def _load(kind: str, checkpoints: Path | None, device: torch.device):
+    src = checkpoints / f"{kind}_prose.safetensors" if checkpoints else f"{kind}_prose"
+    return family(kind).load(src, device)
+
+
+def _load_judge(checkpoints: Path | None, device: torch.device):
+    return family("ar").load(checkpoints / f"{JUDGE}.safetensors" if checkpoints else JUDGE, device)[0]
 
 
 def bench_sampling(device: torch.device, checkpoints: Path | None, length: int, batch: int,
                    step_counts: list[int], judge_samples: int) -> list[dict]:
     ar, ar_cfg = _load("ar", checkpoints, device)
-    judge_model, _ = _load("ar_judge", checkpoints, device)
+    judge_model = _load_judge(checkpoints, device)
     rows = []
 
     def judge(kind_cfg, model, n, **kw):
@@ -179,7 +186,6 @@ TESTBED_MODELS = {"ar": "ar_topics", "mdlm": "mdlm_topics", "bd3-b4": "bd3_topic
                   "bd3-b16": "bd3_topics_b16", "sedd": "sedd_topics"}
 # prose: the four shipped models of one size and budget (bd3 with blocks of 8, the cpu preset) and the judge
 PROSE_MODELS = {"ar": "ar_prose", "mdlm": "mdlm_prose", "bd3-b8": "bd3_prose", "sedd": "sedd_prose"}
-JUDGE = "ar_judge_prose"
 
 
 def _load_named(names: dict, checkpoints: Path | None, device, as_file: bool) -> dict:
@@ -255,7 +261,7 @@ def bench_frontier_prose(device, checkpoints: Path | None, batches: list[int], n
     from dlcourse.discrete.testbed import distinct_ngrams
 
     models = _load_named(PROSE_MODELS, checkpoints, device, as_file=True)
-    judge, _ = _load_named({"judge": JUDGE}, checkpoints, device, as_file=True)["judge"]
+    judge = _load_judge(checkpoints, device)  # without it there is no quality column: a missing one is an error
     cfg = models["ar"][1]
     real = eval_windows(cfg, n_quality, split="test").to(device)  # text no model has trained or been scored on
     real_distinct = distinct_ngrams(real.cpu())

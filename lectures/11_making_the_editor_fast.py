@@ -282,9 +282,10 @@ print(f"CPU model / measured: {ratios.min():.2f} to {ratios.max():.2f}, median {
 
 # %% [markdown]
 # Read the two CPU columns together, with the last line: a straight line fitted to calls of one network, timed apart
-# from any sampler, predicts every sampler's rate within a factor of two either way, most of them within a quarter. It
-# counts network calls only, while a sampler's step also draws its characters, updates its masks and (AR and BD3)
-# appends every layer's keys and values to the cache; and on a shared machine the time of the same call, and of the
+# from any sampler, predicts every sampler's rate within a factor of about two, but how close varies from run to run
+# (in some of our runs most samplers fell within a quarter, in others only a few, all on the same side). It counts
+# network calls only, while a sampler's step also draws its characters, updates its masks and (AR and BD3) appends
+# every layer's keys and values to the cache; and on a shared machine the time of the same call, and of the
 # same sampler, moves by tens of percent from one run to the next (run this cell twice). The overhead on the first
 # line is large for one position through three layers: a hundred small kernels, each paying Python's dispatch. On a
 # GPU the same extra work is more kernel launches, so read the GPU columns as an upper bound.

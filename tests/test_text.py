@@ -216,6 +216,8 @@ def test_named_prose_corpus(tmp_path, monkeypatch):
     assert np.array_equal(np.asarray(train), np.asarray(same)) and train.size == 1800
     batch = family("ar").train_data(cfg)(torch.Generator().manual_seed(0), 4)  # the training loop's batches
     assert batch.shape == (4, cfg.seq_len)
+    _, about = family("ar").describe(cfg, family("ar").build_model(cfg))  # what an export records in the manifest
+    assert about.startswith(text.PROSE_ABOUT) and "README 'Data'" in about
 
     (tmp_path / text.PROSE_FILE).write_bytes(b"not gzip")
     with pytest.raises(DataMissingError, match="cannot decompress"):

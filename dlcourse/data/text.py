@@ -60,6 +60,7 @@ __all__ = [
     "PROSE_NAME",
     "PROSE_FILE",
     "PROSE_SHA256",
+    "PROSE_ABOUT",
     "prose_corpus_path",
     "Corpus",
     "prepare_corpus",
@@ -87,6 +88,8 @@ TEXT8_CHARS = 100_000_000
 PROSE_NAME = "english-prose"
 PROSE_FILE = "english-prose-text8.txt.gz"
 PROSE_SHA256 = "3bfd9d00442efe22ba6b0d5ea2408c997c8b825443ee212ab020659f40ea0736"  # of the uncompressed text
+PROSE_ABOUT = ("the english-prose corpus (11.7M characters of public-domain English: Austen's six novels, the King "
+               "James Bible, the Jargon File, the BSD fortunes, text8-normalised; no download: see README 'Data')")
 
 _CACHE_VERSION = 1
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.text import MASK_ID, VOCAB_SIZE, ChunkSampler, decode
+from ..data.text import MASK_ID, PROSE_ABOUT, PROSE_NAME, VOCAB_SIZE, ChunkSampler, decode
 from ..errors import ConfigError
 from ..registry import Family, SampleOutput
 from ..utils import count_parameters, log
@@ -97,7 +97,8 @@ class TextFamily(Family):
             data = "windows of the exact test bed dlcourse.discrete.testbed.TopicLanguage.random(seed=0)"
         else:
             shuffle = f", cut into {cfg.shuffle_chunk:,}-character chunks shuffled with seed 0" if cfg.shuffle_chunk else ""
-            data = f"{cfg.data}, text8-normalised{shuffle}, split 90/5/5 (dlcourse.data.text.prepare_corpus)"
+            source = PROSE_ABOUT if cfg.data == PROSE_NAME else f"{cfg.data}, text8-normalised"
+            data = f"{source}{shuffle}, split 90/5/5 (dlcourse.data.text.prepare_corpus)"
         how = "exact -log2 p / L" if self.causal else f"the NELBO upper bound ({cfg.eval_times} draws of t per window)"
         data += f"; eval_bpc: {how} on {cfg.eval_windows} windows of {cfg.seq_len} characters of the valid split"
         return self.paper.format(cfg=cfg, net=net), data
